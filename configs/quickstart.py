@@ -1,0 +1,39 @@
+"""Quickstart: Hinton KD on the built-in synthetic corpus, 4 speaker-disjoint folds, CPU-sized.
+
+A filterbank-CNN teacher is trained per fold and its logits cached; a small
+LiteCNN-style raw-waveform student is trained alone (baseline) and with KD.
+"""
+
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.name = "quickstart"
+  c.seed = 0
+  c.method = "hinton_kd"
+  c.corpus = dict(name="synthetic", seed=0, num_speakers=8, utterances_per_speaker=48)
+  c.protocol = dict(name="speaker_kfold", num_folds=4, valid_speakers=1, max_folds=0)
+  c.train = dict(
+      optimizer="adam", learning_rate=1e-3, weight_decay=0.0, schedule="constant",
+      warmup_epochs=0, grad_clip_norm=0.0, grad_accum_steps=1, epochs=12, batch_size=32,
+      eval_batch_size=64, select="ua",
+      plateau=dict(patience=0, factor=0.5, monitor="loss"),
+      early_stopping=dict(patience=0, monitor="ua"))
+
+  student = dict(name="litecnn", stem_features=32, stem_kernel=80, stem_stride=4,
+                 block_features=(48, 64, 96), block_kernel=9, hidden=64, dropout=0.2,
+                 pool="masked_mean")
+  waveform = dict(kind="waveform", max_seconds=4.0, normalize=True)
+  c.stage_order = ("teacher", "student_alone", "student_kd")
+  c.stages = ml_collections.ConfigDict()
+  c.stages.teacher = dict(
+      model=dict(name="spectral_cnn", features=(32, 64, 96), hidden=128, dropout=0.3),
+      input=dict(kind="logfbank", max_seconds=4.0, num_filters=40, win_len=0.025, hop=0.01),
+      loss="ce", loss_cfg=dict(label_smoothing=0.0), teachers=(), train=dict())
+  c.stages.student_alone = dict(model=student, input=waveform, loss="ce",
+                                loss_cfg=dict(label_smoothing=0.0), teachers=(), train=dict())
+  c.stages.student_kd = dict(model=student, input=waveform, loss="kd",
+                             loss_cfg=dict(teacher="teacher", alpha=0.5, temperature=2.0),
+                             teachers=("teacher",), train=dict())
+  return c

@@ -1,0 +1,55 @@
+"""Orbax checkpoints of one stage of one fold: `latest/` for resume, `best/` for evaluation.
+
+Orbax writes each step to a temporary directory and renames it when complete, so a
+run killed mid-save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class StageCheckpoints:
+  """The `latest` and `best` checkpoint managers under `directory`."""
+
+  def __init__(self, directory: str):
+    self.directory = os.path.abspath(directory)
+    opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                        enable_async_checkpointing=False)
+    self._latest = ocp.CheckpointManager(os.path.join(self.directory, "latest"), options=opts)
+    self._best = ocp.CheckpointManager(os.path.join(self.directory, "best"), options=opts)
+
+  def _save(self, manager, step: int, state, meta: dict):
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               meta=ocp.args.JsonSave(meta)), force=True)
+    manager.wait_until_finished()
+
+  def save_latest(self, step: int, state, meta: dict):
+    self._save(self._latest, step, state, meta)
+
+  def save_best(self, step: int, state, meta: dict):
+    self._save(self._best, step, state, meta)
+
+  def _restore(self, manager, abstract_state) -> Optional[tuple[Any, dict]]:
+    step = manager.latest_step()
+    if step is None:
+      return None
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    out = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    return out.state, out.meta
+
+  def restore_latest(self, abstract_state):
+    """(state, meta) of the latest checkpoint, or None when there is none."""
+    return self._restore(self._latest, abstract_state)
+
+  def restore_best(self, abstract_state):
+    return self._restore(self._best, abstract_state)
+
+  def close(self):
+    self._latest.close()
+    self._best.close()

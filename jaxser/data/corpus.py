@@ -1,0 +1,75 @@
+"""Utterance records and the in-memory corpus every builder produces."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+  """One labelled utterance; `label` indexes `Corpus.class_names`."""
+
+  id: str
+  speaker: str
+  label: int
+  path: str = ""  # source audio file; "" when the audio is generated in memory
+  session: str = ""
+  dialogue: str = ""
+  turn: int = -1  # order of the utterance inside its dialogue (graph models)
+  transcript: str = ""
+  duration: float = 0.0  # seconds
+  gender: str = ""
+
+
+@dataclasses.dataclass
+class Corpus:
+  """A corpus after label mapping: utterances, class list and what was skipped.
+
+  `skipped` counts dropped utterances by reason ("label xxx", "empty file", ...),
+  so that reports can say what was left out instead of losing it silently.
+  `waveforms` holds audio by utterance id when it lives in memory (synthetic
+  corpus, TFDS-prepared corpora); otherwise audio is read from `Utterance.path`.
+  """
+
+  name: str
+  class_names: tuple[str, ...]
+  sample_rate: int
+  utterances: list[Utterance]
+  skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+  waveforms: Optional[dict[str, np.ndarray]] = None
+
+  def __post_init__(self):
+    ids = [u.id for u in self.utterances]
+    if len(set(ids)) != len(ids):
+      dup = [k for k, v in collections.Counter(ids).items() if v > 1][:5]
+      raise ValueError(f"corpus {self.name!r}: duplicate utterance ids {dup}")
+    for u in self.utterances:
+      if not 0 <= u.label < len(self.class_names):
+        raise ValueError(f"corpus {self.name!r}: utterance {u.id} has label {u.label} "
+                         f"outside class list {self.class_names}")
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  @property
+  def speakers(self) -> list[str]:
+    return sorted({u.speaker for u in self.utterances})
+
+  def by_id(self) -> dict[str, Utterance]:
+    return {u.id: u for u in self.utterances}
+
+  def class_counts(self) -> dict[str, int]:
+    counts = collections.Counter(u.label for u in self.utterances)
+    return {name: counts.get(i, 0) for i, name in enumerate(self.class_names)}
+
+  def waveform(self, utt: Utterance) -> np.ndarray:
+    """Mono float32 audio of `utt` at `self.sample_rate`."""
+    if self.waveforms is not None:
+      return self.waveforms[utt.id]
+    from jaxser.features import audio  # local import: features depend on librosa
+    return audio.load_wav(utt.path, self.sample_rate)

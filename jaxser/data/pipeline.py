@@ -1,0 +1,82 @@
+"""tf.data pipelines that join a stage's inputs with cached teacher outputs by utterance id."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from jaxser.data.inputs import InputArrays
+from jaxser.data.teacher_cache import TeacherCache
+
+
+def _table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
+  init = tf.lookup.KeyValueTensorInitializer(tf.constant(ids.astype(str)),
+                                             tf.range(len(ids), dtype=tf.int64))
+  return tf.lookup.StaticHashTable(init, default_value=-1)
+
+
+class Pipeline:
+  """Batches of {x, length, label, mask, teacher: {name: {key: array}}} for lists of ids.
+
+  Inputs and caches are held as tensors once; each epoch only re-orders ids, with a
+  permutation drawn from (seed, epoch), so a resumed run sees the same batches.
+  """
+
+  def __init__(self, inputs: InputArrays, caches: Mapping[str, TeacherCache] | None = None):
+    self.inputs = inputs
+    self.caches = dict(caches or {})
+    self._known = set(inputs.ids.tolist())
+    with tf.device("/cpu:0"):
+      self._rows = _table(inputs.ids)
+      self._x = tf.constant(inputs.x)
+      self._length = tf.constant(inputs.length)
+      self._label = tf.constant(inputs.label)
+      self._teachers = {}
+      for name, cache in self.caches.items():
+        self._teachers[name] = (_table(cache.ids),
+                                {k: tf.constant(np.asarray(v)) for k, v in cache.arrays.items()})
+
+  def _join(self, ids):
+    rows = self._rows.lookup(ids)
+    batch = {"x": tf.gather(self._x, rows), "length": tf.gather(self._length, rows),
+             "label": tf.gather(self._label, rows),
+             "mask": tf.ones_like(rows, dtype=tf.float32)}
+    if self._teachers:
+      batch["teacher"] = {}
+      for name, (table, arrays) in self._teachers.items():
+        trows = table.lookup(ids)
+        batch["teacher"][name] = {k: tf.cast(tf.gather(v, trows), tf.float32)
+                                  if v.dtype == tf.float16 else tf.gather(v, trows)
+                                  for k, v in arrays.items()}
+    return batch
+
+  def _check(self, ids: Sequence[str]):
+    missing = [i for i in ids if i not in self._known]
+    if missing:
+      raise KeyError(f"{len(missing)} ids have no inputs (e.g. {missing[:3]})")
+    for cache in self.caches.values():
+      cache.rows(ids)  # raises naming the cache and the missing ids
+
+  def dataset(self, ids: Sequence[str], batch_size: int, *, train: bool, seed: int = 0,
+              epoch: int = 0) -> tf.data.Dataset:
+    """Train: shuffled full batches. Eval: in order, last batch padded with mask 0."""
+    ids = np.asarray(list(ids))
+    self._check(ids.tolist())
+    if train:
+      if len(ids) < batch_size:
+        raise ValueError(f"only {len(ids)} training examples for batch size {batch_size}; "
+                         "lower config.train.batch_size")
+      ids = ids[np.random.default_rng([seed, epoch]).permutation(len(ids))]
+    else:
+      pad = -len(ids) % batch_size
+      # Padding rows repeat the first id and are masked out.
+      mask = np.concatenate([np.ones(len(ids), np.float32), np.zeros(pad, np.float32)])
+      ids = np.concatenate([ids, np.repeat(ids[:1], pad)])
+    ds = tf.data.Dataset.from_tensor_slices(ids).batch(batch_size, drop_remainder=train)
+    ds = ds.map(self._join, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if not train:
+      masks = tf.data.Dataset.from_tensor_slices(mask).batch(batch_size)
+      ds = tf.data.Dataset.zip(ds, masks).map(lambda b, m: {**b, "mask": m})
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,161 @@
+"""One stage of one fold: build, train (resumably), evaluate, and cache outputs for later stages."""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+
+import jax
+import numpy as np
+from clu import metric_writers
+
+from jaxser import io_utils, sharding, trainer
+from jaxser.checkpoints import StageCheckpoints
+from jaxser.data import teacher_cache
+from jaxser.data.inputs import build_inputs
+from jaxser.data.pipeline import Pipeline
+from jaxser.errors import UserError
+from jaxser.models.registry import build_model
+from jaxser.config_utils import config_hash, to_dict
+
+
+def param_count(tree) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+class Experiment:
+  """Holds what stages share across folds: corpus, inputs per kind, compiled steps."""
+
+  def __init__(self, config, corpus, method, mesh, workdir: str):
+    self.config, self.corpus, self.method, self.mesh = config, corpus, method, mesh
+    self.workdir = workdir
+    self._inputs = {}
+    self._steps = {}
+    self._labels = {u.id: u.label for u in corpus.utterances}
+    names = list(config.stage_order)
+    for name in names:
+      if name not in config.stages:
+        raise UserError(f"config.stage_order names {name!r}, which is not in config.stages "
+                        f"({sorted(config.stages)})")
+    for i, name in enumerate(names):
+      for t in config.stages[name].get("teachers", ()):
+        if t not in names[:i]:
+          raise UserError(f"config.stages.{name}.teachers names {t!r}, which is not a stage "
+                          f"before it; stages in order: {names}")
+      if not hasattr(method, config.stages[name].loss):
+        raise UserError(f"config.stages.{name}.loss={config.stages[name].loss!r} is not a loss "
+                        f"of method {config.method!r} ({method.__file__})")
+
+  # -- what a stage depends on -------------------------------------------------------------
+  def stage_train_cfg(self, name):
+    cfg = self.config.train.copy_and_resolve_references()
+    with cfg.unlocked():
+      cfg.update(dict(self.config.stages[name].get("train", {})))
+    return cfg
+
+  def stage_hash(self, name) -> str:
+    stage = self.config.stages[name]
+    return config_hash(to_dict(self.config.corpus), to_dict(self.config.protocol), self.config.seed,
+                       self.config.method, to_dict(stage), to_dict(self.stage_train_cfg(name)),
+                       [self.stage_hash(t) for t in stage.get("teachers", ())])
+
+  def inputs(self, name):
+    spec = to_dict(self.config.stages[name].input)
+    key = json.dumps(spec, sort_keys=True)
+    if key not in self._inputs:
+      self._inputs[key] = build_inputs(self.corpus, self.config.stages[name].input)
+    return self._inputs[key]
+
+  def _needed_later(self, name) -> bool:
+    return any(name in self.config.stages[s].get("teachers", ())
+               for s in self.config.stage_order)
+
+  # -- steps, compiled once per stage and reused by every fold -----------------------------
+  def _compiled(self, name, steps_per_epoch):
+    key = (name, steps_per_epoch)
+    if key not in self._steps:
+      stage = self.config.stages[name]
+      tcfg = self.stage_train_cfg(name)
+      sharding.check_batch_size(tcfg.batch_size, self.mesh, f"config.train.batch_size ({name})")
+      sharding.check_batch_size(tcfg.eval_batch_size, self.mesh,
+                                f"config.train.eval_batch_size ({name})")
+      model = build_model(stage.model, self.corpus.num_classes)
+      tx = trainer.make_optimizer(tcfg, steps_per_epoch)
+      loss_fn = getattr(self.method, stage.loss)
+      self._steps[key] = dict(
+          model=model, tx=tx, cfg=tcfg,
+          train=trainer.make_train_step(model, tx, loss_fn, stage.get("loss_cfg", {}), self.mesh),
+          predict=trainer.make_predict_step(model, self.mesh,
+                                            tuple(stage.get("outputs", ("logits", "embedding")))))
+    return self._steps[key]
+
+  # -- the stage itself --------------------------------------------------------------------
+  def run_stage(self, name: str, fold, fold_index: int) -> dict:
+    stage = self.config.stages[name]
+    fold_dir = os.path.join(self.workdir, fold.name)
+    stage_dir = os.path.join(fold_dir, name)
+    result_path = os.path.join(stage_dir, "result.json")
+    digest = self.stage_hash(name)
+    cache_path = os.path.join(fold_dir, "cache", name)
+    cache_meta = {"teacher": name, "hash": digest}
+
+    if os.path.exists(result_path):
+      result = io_utils.read_json(result_path)
+      if result.get("hash") == digest and (not self._needed_later(name) or
+                                           teacher_cache.read_if_fresh(cache_path, cache_meta)):
+        print(f"{fold.name} {name}: done earlier, UA {result['test']['ua']:.3f}")
+        return result
+
+    caches = {}
+    for t in stage.get("teachers", ()):
+      caches[t] = teacher_cache.read_if_fresh(os.path.join(fold_dir, "cache", t),
+                                              {"teacher": t, "hash": self.stage_hash(t)})
+      if caches[t] is None:
+        raise RuntimeError(f"teacher cache of {t!r} for {fold.name} is missing or stale")
+    inputs = self.inputs(name)
+    pipeline = Pipeline(inputs, caches)
+    tcfg = self.stage_train_cfg(name)
+    steps_per_epoch = len(fold.train) // tcfg.batch_size
+    steps = self._compiled(name, steps_per_epoch)
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.config.seed), fold_index),
+                             zlib.crc32(name.encode()))
+    state = trainer.create_state(steps["model"], {"x": inputs.x[:1], "length": inputs.length[:1]},
+                                 steps["tx"], rng)
+    state = sharding.put_replicated(state, self.mesh)
+    labels = lambda ids: np.asarray([self._labels[i] for i in ids], np.int32)
+    eval_ds = lambda ids: pipeline.dataset(ids, tcfg.eval_batch_size, train=False)
+    ckpts = StageCheckpoints(os.path.join(stage_dir, "checkpoints"))
+    writer = metric_writers.create_default_writer(
+        os.path.join(self.workdir, "logs", fold.name, name), asynchronous=False)
+    try:
+      meta = trainer.fit(
+          state=state, train_step=steps["train"], predict_step=steps["predict"],
+          train_data=lambda e: pipeline.dataset(fold.train, tcfg.batch_size, train=True,
+                                                seed=self.config.seed, epoch=e),
+          valid_data=eval_ds(fold.valid), valid_labels=labels(fold.valid),
+          num_classes=self.corpus.num_classes, cfg=tcfg, steps_per_epoch=steps_per_epoch,
+          ckpts=ckpts, writer=writer, desc=f"{fold.name} {name}")
+      best, best_meta = ckpts.restore_best(state)
+    finally:
+      ckpts.close()
+      writer.close()
+    test = trainer.evaluate(steps["predict"], best, eval_ds(fold.test), labels(fold.test),
+                            self.corpus.num_classes)
+    if self._needed_later(name):
+      ids = list(fold.train) + list(fold.valid) + list(fold.test)
+      outs = trainer.predict(steps["predict"], best, eval_ds(ids))
+      teacher_cache.write(cache_path, ids, outs, {**cache_meta, "best_epoch": best_meta["epoch"]},
+                          fp16=bool(stage.get("cache_fp16", False)))
+    result = {
+        "stage": name, "fold": fold.name, "hash": digest, "test": test["metrics"],
+        "valid": best_meta["valid"], "best_epoch": best_meta["epoch"],
+        "epochs_run": meta["epoch"] + 1, "params": param_count(best.params),
+        "history": meta["history"],
+        "predictions": {"ids": list(fold.test),
+                        "pred": test["outputs"]["logits"].argmax(1).tolist()},
+    }
+    io_utils.write_json(result_path, result)
+    print(f"{fold.name} {name}: test UA {result['test']['ua']:.3f} WA {result['test']['wa']:.3f} "
+          f"(best epoch {result['best_epoch'] + 1})")
+    return result

@@ -1,0 +1,148 @@
+"""Runs an experiment: for every fold, each stage of the config in order, then the report.
+
+    python -m jaxser.train --config configs/quickstart.py [--config.train.epochs=5] [--workdir runs/x]
+
+A stage trains one model (a teacher or a student) on the fold's training ids,
+keeps its best checkpoint by validation score, evaluates it on the fold's test
+ids and, when a later stage distils from it, writes its outputs for every id
+of the fold to the teacher cache. Re-running the same command resumes: finished
+stages are skipped, an interrupted one continues from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None,
+    "Experiment config file, e.g. configs/quickstart.py. Any setting can be overridden with "
+    "--config.<path>=<value>, e.g. --config.train.epochs=5 --config.stages.student_kd."
+    "loss_cfg.temperature=4.", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run directory: resolved config, TensorBoard logs, per-fold checkpoints "
+    "and teacher caches, report.{json,md}. Default: runs/<config.name>. Re-using it resumes.")
+
+
+def prepare_workdir(workdir: str, config) -> None:
+  """Creates `workdir` and records the config; refuses to mix two configs in one run dir."""
+  from jaxser import io_utils
+  from jaxser.config_utils import to_dict
+  from jaxser.errors import UserError
+  parent = os.path.dirname(os.path.abspath(workdir))
+  if not os.path.isdir(parent):
+    raise UserError(f"--workdir {workdir}: parent directory {parent} does not exist; "
+                            "create it first or choose another --workdir")
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  resolved = to_dict(config)
+  if os.path.exists(path):
+    previous = io_utils.read_json(path)
+    if previous != resolved:
+      changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+      raise UserError(f"--workdir {workdir} holds a run with a different config (settings that "
+                       f"differ: {changed}); use a new --workdir, or delete {path} to reuse it")
+  io_utils.write_json(path, resolved)
+
+
+def run(config, workdir: str) -> dict:
+  """Runs every fold and stage of `config` under `workdir` and writes the report."""
+  from jaxser import experiment, report, sharding
+  from jaxser.data import folds as folds_lib
+  from jaxser.data.registry import load_corpus
+
+  prepare_workdir(workdir, config)
+  start = time.time()
+  mesh = sharding.make_mesh()
+  corpus = load_corpus(config.corpus)
+  protocol = dict(config.protocol)
+  name, max_folds = protocol.pop("name"), protocol.pop("max_folds", 0)
+  folds = folds_lib.make_folds(corpus.utterances, name, config.seed, **protocol)
+  if max_folds:
+    folds = folds[:max_folds]
+  method = importlib.import_module(f"jaxser.methods.{config.method}")
+  runner = experiment.Experiment(config, corpus, method, mesh, workdir)
+  results = {}
+  for k, fold in enumerate(folds):
+    results[fold.name] = {}
+    for stage in config.stage_order:
+      results[fold.name][stage] = runner.run_stage(stage, fold, k)
+  rep = report.write(workdir, config, corpus, folds, results, seconds=time.time() - start)
+  print(report.summary(rep))
+  return rep
+
+
+def _config_file(argv) -> str | None:
+  for i, a in enumerate(argv):
+    if a == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+    if a.startswith("--config="):
+      return a.split("=", 1)[1]
+  return None
+
+
+def _unknown_setting(argv, key: str) -> str:
+  """Names the override that failed and the settings valid where it points."""
+  import importlib.util
+  bad = next((a.split("=", 1)[0] for a in argv if a.startswith("--config.")
+              and key in a.split("=", 1)[0].split(".")), f"--config...{key}")
+  path = bad[len("--config."):].split(".")
+  known = []
+  try:
+    spec = importlib.util.spec_from_file_location("_cfg", _config_file(argv))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    node = module.get_config()
+    for part in path[:path.index(key)]:
+      node = node[part]
+    known = sorted(node.keys())
+  except Exception:  # the listing is a courtesy; the error below stands without it
+    pass
+  where = ".".join(["config"] + path[:path.index(key)]) if key in path else "config"
+  return (f"error: {bad}: {where} has no setting {key!r}"
+          + (f"; its settings are {known}" if known else "") + ". See --helpfull.")
+
+
+def _parse_flags(argv):
+  """absl flag parsing, with a one-line error for an override of an unknown setting."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    import re
+    found = re.search(r"'([A-Za-z0-9_]+)", str(e))
+    hint = re.search(r'Did you mean "([^"]+)"', str(e))
+    message = _unknown_setting(argv, found.group(1) if found else str(e))
+    print(message + (f' Did you mean "{hint.group(1)}"?' if hint else ""), file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}; settings go in --config.<key>=<value>")
+  config = _CONFIG.value
+  if config is None:
+    raise app.UsageError("--config is required, e.g. --config configs/quickstart.py")
+  logging.set_verbosity(logging.WARNING)
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import jax
+  import tensorflow as tf
+  tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to JAX
+  jax.config.update("jax_compilation_cache_dir",
+                    os.environ.get("JAX_COMPILATION_CACHE_DIR",
+                                   os.path.expanduser("~/.cache/jaxser/xla")))
+  workdir = _WORKDIR.value or os.path.join("runs", config.name)
+  from jaxser.errors import UserError
+  try:
+    run(config, workdir)
+  except (UserError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse_flags)

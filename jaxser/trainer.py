@@ -1,0 +1,222 @@
+"""The generic trainer: a train state pytree, one jitted train step over any method loss,
+and a fit loop with checkpoints, resume, ReduceLROnPlateau and early stopping.
+
+A method plugs in through `loss_fn(student_out, teacher_out, batch, cfg) -> (loss, metrics)`;
+nothing here knows which paper it runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Optional
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from jaxser import metrics as metrics_lib
+from jaxser import sharding
+
+LossFn = Callable[..., tuple[jax.Array, dict]]
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def _lr_schedule(cfg, steps_per_epoch: int):
+  lr = cfg.learning_rate
+  if cfg.schedule == "constant":
+    return lr
+  if cfg.schedule == "warmup_cosine":
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    warmup = int(cfg.get("warmup_epochs", 0) * steps_per_epoch)
+    return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total, warmup + 1))
+  raise ValueError(f"config.train.schedule={cfg.schedule!r} is unknown; "
+                   "choose 'constant' or 'warmup_cosine'")
+
+
+def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
+  """Optimizer of `config.train`, ending in an injected `step_size` the plateau rule scales."""
+  lr = _lr_schedule(cfg, steps_per_epoch)
+  wd = cfg.get("weight_decay", 0.0)
+  parts = []
+  if cfg.get("grad_clip_norm", 0.0):
+    parts.append(optax.clip_by_global_norm(cfg.grad_clip_norm))
+  if cfg.optimizer == "adam":
+    # PyTorch Adam's weight_decay is an L2 term added to the gradient.
+    if wd:
+      parts.append(optax.add_decayed_weights(wd))
+    parts.append(optax.adam(lr))
+  elif cfg.optimizer == "adamw":
+    parts.append(optax.adamw(lr, weight_decay=wd))
+  elif cfg.optimizer == "sgd":
+    parts.append(optax.sgd(lr, momentum=cfg.get("momentum", 0.9)))
+  else:
+    raise ValueError(f"config.train.optimizer={cfg.optimizer!r} is unknown; "
+                     "choose 'adam', 'adamw' or 'sgd'")
+  parts.append(optax.inject_hyperparams(optax.scale)(step_size=1.0))
+  tx = optax.chain(*parts)
+  if cfg.get("grad_accum_steps", 1) > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=cfg.grad_accum_steps)
+  return tx
+
+
+def set_lr_scale(opt_state, value: float):
+  return optax.tree_utils.tree_set(opt_state, step_size=jnp.asarray(value, jnp.float32))
+
+
+def _variables(params, batch_stats):
+  return {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+
+
+def create_state(model: nn.Module, batch: dict, tx, rng) -> TrainState:
+  """Initialises params and batch stats from a host batch's shapes."""
+  init_rng, state_rng = jax.random.split(rng)
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      {"params": init_rng, "dropout": init_rng}, batch["x"], batch["length"])
+  params = variables["params"]
+  batch_stats = variables.get("batch_stats", {})
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=tx.init(params), rng=state_rng)
+
+
+def default_teacher_fn(batch):
+  """Teacher outputs read from the cache; an online teacher replaces this function."""
+  return batch.get("teacher")
+
+
+def make_train_step(model: nn.Module, tx, loss_fn: LossFn, loss_cfg, mesh,
+                    teacher_fn: Callable = default_teacher_fn):
+  """`(state, host_batch) -> (state, metrics)`, jitted with the batch split on the `data` axis
+  and the state replicated; the old state's buffers are donated."""
+
+  def step(state: TrainState, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+
+    def compute(params):
+      out, updates = model.apply(_variables(params, state.batch_stats), batch["x"],
+                                 batch["length"], train=True, rngs={"dropout": rng},
+                                 mutable=["batch_stats"])
+      loss, metrics = loss_fn(out, teacher_fn(batch), batch, loss_cfg)
+      return loss, (metrics, updates)
+
+    (loss, (metrics, updates)), grads = jax.value_and_grad(compute, has_aux=True)(state.params)
+    deltas, opt_state = tx.update(grads, state.opt_state, state.params)
+    new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, deltas),
+                        batch_stats=updates.get("batch_stats", state.batch_stats),
+                        opt_state=opt_state)
+    return new, {"loss": loss, **metrics}
+
+  repl, data = sharding.replicated(mesh), sharding.data_sharding(mesh)
+  jitted = jax.jit(step, in_shardings=(repl, data), out_shardings=(repl, repl),
+                   donate_argnums=(0,))
+  return lambda state, host_batch: jitted(state, sharding.put_batch(host_batch, mesh))
+
+
+def make_predict_step(model: nn.Module, mesh, keys=("logits", "embedding")):
+  """`(state, host_batch) -> {key: array}` in inference mode, jitted like the train step."""
+
+  def predict(state: TrainState, batch):
+    out = model.apply(_variables(state.params, state.batch_stats), batch["x"], batch["length"],
+                      train=False)
+    return {k: out[k] for k in keys if k in out}
+
+  jitted = jax.jit(predict, in_shardings=(sharding.replicated(mesh), sharding.data_sharding(mesh)),
+                   out_shardings=sharding.data_sharding(mesh))
+  return lambda state, host_batch: jitted(state, sharding.put_batch(host_batch, mesh))
+
+
+def predict(predict_step, state, dataset) -> dict[str, np.ndarray]:
+  """Runs `predict_step` over an eval dataset; padded rows (mask 0) are dropped."""
+  chunks, masks = [], []
+  for batch in dataset.as_numpy_iterator():
+    masks.append(batch["mask"])
+    chunks.append(predict_step(state, batch))
+  chunks = jax.device_get(chunks)
+  keep = np.concatenate(masks) > 0
+  return {k: np.concatenate([c[k] for c in chunks])[keep] for k in chunks[0]}
+
+
+def evaluate(predict_step, state, dataset, labels: np.ndarray, num_classes: int) -> dict:
+  """Outputs and metrics (UA, WA, F1, confusion, CE loss) of `state` on `dataset`."""
+  out = predict(predict_step, state, dataset)
+  logits = out["logits"].astype(np.float64)
+  logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+  m = metrics_lib.classification_metrics(labels, logits.argmax(1), num_classes)
+  m["loss"] = float(-logp[np.arange(len(labels)), labels].mean())
+  return {"outputs": out, "metrics": m}
+
+
+def _monitor_value(m: dict, name: str) -> float:
+  """Higher is better: loss is negated."""
+  return -m["loss"] if name == "loss" else m[name]
+
+
+def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[int], Any],
+        valid_data, valid_labels, num_classes: int, cfg, steps_per_epoch: int, ckpts,
+        writer=None, desc: str = "", on_epoch_end: Optional[Callable] = None) -> dict:
+  """Trains for `cfg.epochs`, resuming from the latest checkpoint; returns the loop meta.
+
+  `train_data(epoch)` gives the epoch's dataset (its order depends only on the
+  seed and epoch, so a resumed run repeats the uninterrupted one). The best
+  state by `cfg.select` on validation is checkpointed for evaluation.
+  """
+  meta = {"epoch": -1, "best": -math.inf, "best_epoch": -1, "lr_scale": 1.0,
+          "plateau_best": -math.inf, "plateau_wait": 0, "stopped": False, "history": []}
+  restored = ckpts.restore_latest(state)
+  if restored is not None:
+    state, meta = restored
+  plateau = cfg.get("plateau", {}) or {}
+  early = cfg.get("early_stopping", {}) or {}
+  for epoch in range(meta["epoch"] + 1, cfg.epochs):
+    if meta["stopped"]:
+      break
+    step_metrics = []
+    bar = tqdm(train_data(epoch).as_numpy_iterator(), total=steps_per_epoch, leave=False,
+               desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}")
+    for batch in bar:
+      state, m = train_step(state, batch)
+      step_metrics.append(m)
+    train_m = {k: float(np.mean([float(s[k]) for s in jax.device_get(step_metrics)]))
+               for k in step_metrics[0]}
+    valid_m = evaluate(predict_step, state, valid_data, valid_labels, num_classes)["metrics"]
+    record = {"epoch": epoch, "lr_scale": meta["lr_scale"],
+              **{f"train/{k}": v for k, v in train_m.items()},
+              **{f"valid/{k}": valid_m[k] for k in ("loss", "ua", "wa", "macro_f1")}}
+    meta["history"].append(record)
+    if writer is not None:
+      writer.write_scalars(int(state.step), {k: v for k, v in record.items() if k != "epoch"})
+    score = _monitor_value(valid_m, cfg.get("select", "ua"))
+    if score > meta["best"]:
+      meta.update(best=score, best_epoch=epoch)
+      ckpts.save_best(int(state.step), state, {"epoch": epoch, "valid": valid_m})
+    if plateau.get("patience", 0):
+      value = _monitor_value(valid_m, plateau.get("monitor", "loss"))
+      if value > meta["plateau_best"]:
+        meta.update(plateau_best=value, plateau_wait=0)
+      else:
+        meta["plateau_wait"] += 1
+        if meta["plateau_wait"] > plateau["patience"]:
+          meta.update(lr_scale=meta["lr_scale"] * plateau.get("factor", 0.5), plateau_wait=0)
+          state = state.replace(opt_state=set_lr_scale(state.opt_state, meta["lr_scale"]))
+    if early.get("patience", 0) and epoch - meta["best_epoch"] >= early["patience"]:
+      meta["stopped"] = True
+    meta["epoch"] = epoch
+    bar.close()
+    tqdm.write(f"{desc} epoch {epoch + 1}: train loss {train_m['loss']:.4f}  valid loss "
+               f"{valid_m['loss']:.4f}  UA {valid_m['ua']:.3f}  WA {valid_m['wa']:.3f}")
+    ckpts.save_latest(int(state.step), state, meta)
+    if on_epoch_end is not None:
+      on_epoch_end(epoch)
+  return meta

@@ -1,0 +1,49 @@
+"""Runs a few jitted train steps of a tiny KD student and prints the losses as JSON.
+
+Executed in a subprocess by test_trainer.py, so that XLA_FLAGS can set the
+number of fake CPU devices before JAX starts.
+"""
+
+import json
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxser import sharding, trainer
+from jaxser.methods import hinton_kd
+from jaxser.models.litecnn import LiteCNN
+
+
+def main():
+  rng = np.random.default_rng(0)
+  batch_size, samples, classes = 16, 4000, 4
+  model = LiteCNN(num_classes=classes, stem_features=8, block_features=(8, 16, 16), hidden=16,
+                  pool="masked_mean")
+  # SGD, not Adam: Adam's first update is lr * sign(g), so a gradient entry within rounding
+  # noise of zero flips by 2 * lr when the reduction order changes. That discontinuity is
+  # Adam's, not the sharding's; with SGD the losses must agree to rounding.
+  cfg = ml_collections.ConfigDict(dict(optimizer="sgd", momentum=0.9, learning_rate=0.01,
+                                       schedule="constant", epochs=1))
+  loss_cfg = ml_collections.ConfigDict(dict(teacher="t", alpha=0.5, temperature=2.0))
+  mesh = sharding.make_mesh()
+  tx = trainer.make_optimizer(cfg, 10)
+  batches = [{
+      "x": rng.standard_normal((batch_size, samples)).astype(np.float32),
+      "length": rng.integers(2000, samples + 1, batch_size).astype(np.int32),
+      "label": rng.integers(0, classes, batch_size).astype(np.int32),
+      "mask": np.ones(batch_size, np.float32),
+      "teacher": {"t": {"logits": rng.standard_normal((batch_size, classes)).astype(np.float32)}},
+  } for _ in range(6)]
+  state = trainer.create_state(model, batches[0], tx, jax.random.PRNGKey(0))
+  state = sharding.put_replicated(state, mesh)
+  step = trainer.make_train_step(model, tx, hinton_kd.kd, loss_cfg, mesh)
+  losses = []
+  for b in batches:
+    state, m = step(state, b)
+    losses.append(float(m["loss"]))
+  print(json.dumps({"devices": jax.device_count(), "losses": losses}))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,135 @@
+"""The generic trainer: sharding invariance, kill-and-resume, bad input, cache and join."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxser import train
+from jaxser.checkpoints import StageCheckpoints
+from jaxser.data import teacher_cache
+from jaxser.data.inputs import InputArrays
+from jaxser.data.pipeline import Pipeline
+from jaxser.errors import UserError
+from tiny_config import ROOT, tiny_quickstart
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu"}
+
+
+def _steps(devices: int):
+  env = {**ENV, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "sharded_steps.py")],
+                       env=env, capture_output=True, text=True, check=True, cwd=ROOT)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_one_and_eight_devices_give_the_same_losses():
+  one, eight = _steps(1), _steps(8)
+  assert (one["devices"], eight["devices"]) == (1, 8)
+  a, b = np.asarray(one["losses"]), np.asarray(eight["losses"])
+  assert len(a) == 6
+  np.testing.assert_array_less(np.abs(a - b) / np.abs(a), 1e-5)
+
+
+class _Killed(Exception):
+  pass
+
+
+def _report(workdir):
+  with open(os.path.join(workdir, "report.json")) as f:
+    rep = json.load(f)
+  return rep["summary"], rep["per_fold"]
+
+
+def test_kill_and_resume_gives_the_same_metrics(tmp_path, monkeypatch):
+  config = tiny_quickstart(epochs=3)
+  full = train.run(config, str(tmp_path / "full"))
+
+  # Kill the student_kd stage right after its second latest-checkpoint save.
+  original, calls = StageCheckpoints.save_latest, {"n": 0}
+
+  def save_then_die(self, step, state, meta):
+    original(self, step, state, meta)
+    if "student_kd" in self.directory:
+      calls["n"] += 1
+      if calls["n"] == 2:
+        raise _Killed()
+
+  monkeypatch.setattr(StageCheckpoints, "save_latest", save_then_die)
+  with pytest.raises(_Killed):
+    train.run(config, str(tmp_path / "resumed"))
+  assert not os.path.exists(tmp_path / "resumed" / "report.json")
+  monkeypatch.setattr(StageCheckpoints, "save_latest", original)
+  resumed = train.run(config, str(tmp_path / "resumed"))
+
+  assert calls["n"] == 2
+  kd = json.load(open(tmp_path / "resumed" / "fold_0" / "student_kd" / "result.json"))
+  assert kd["epochs_run"] == 3 and len(kd["history"]) == 3
+  assert _report(tmp_path / "full") == _report(tmp_path / "resumed")
+  assert full["summary"]["student_kd"]["ua"] == resumed["summary"]["student_kd"]["ua"]
+
+
+def test_missing_workdir_parent_is_a_clear_error(tmp_path):
+  with pytest.raises(UserError, match="parent directory .* does not exist"):
+    train.run(tiny_quickstart(), str(tmp_path / "no" / "such" / "run"))
+
+
+def test_a_changed_config_does_not_reuse_a_run_directory(tmp_path):
+  config = tiny_quickstart()
+  train.prepare_workdir(str(tmp_path), config)
+  before = (tmp_path / "config.json").read_text()
+  config.train.epochs = 5
+  with pytest.raises(UserError, match=r"different config .*'train'"):
+    train.prepare_workdir(str(tmp_path), config)
+  assert (tmp_path / "config.json").read_text() == before
+
+
+def test_unknown_config_key_is_one_clear_error(tmp_path):
+  out = subprocess.run(
+      [sys.executable, "-m", "jaxser.train", "--config", "configs/quickstart.py",
+       "--config.train.no_such_key=1", "--workdir", str(tmp_path / "run")],
+      env=ENV, capture_output=True, text=True, cwd=ROOT)
+  assert out.returncode != 0
+  assert "no_such_key" in out.stderr
+  assert "Traceback" not in out.stderr
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_teacher_cache_roundtrip_and_staleness(tmp_path):
+  path = str(tmp_path / "cache" / "teacher")
+  ids = ["b", "a", "c"]
+  logits = np.arange(12, dtype=np.float32).reshape(3, 4)
+  teacher_cache.write(path, ids, {"logits": logits}, {"teacher": "t", "hash": "h1"}, fp16=True)
+  cache = teacher_cache.read_if_fresh(path, {"teacher": "t", "hash": "h1"})
+  assert cache.arrays["logits"].dtype == np.float16
+  np.testing.assert_array_equal(cache.arrays["logits"][cache.rows(["a"])], logits[[1]])
+  assert teacher_cache.read_if_fresh(path, {"teacher": "t", "hash": "h2"}) is None
+  with pytest.raises(KeyError, match="no outputs for 1 ids"):
+    cache.rows(["zz"])
+  assert sorted(os.listdir(tmp_path / "cache")) == ["teacher"]  # no temporary leftovers
+
+
+def test_pipeline_joins_teacher_outputs_by_id():
+  n = 10
+  ids = np.asarray([f"u{i}" for i in range(n)])
+  inputs = InputArrays(ids=ids, x=np.arange(n, dtype=np.float32)[:, None].repeat(3, 1),
+                       length=np.full(n, 3, np.int32), label=np.arange(n, dtype=np.int32) % 4)
+  # The cache holds the ids in another order; row i of the cache carries 100 + id number.
+  order = np.random.default_rng(0).permutation(n)
+  cache = teacher_cache.TeacherCache(ids[order], {"logits": (100.0 + order)[:, None]},
+                                     {"teacher": "t"})
+  pipe = Pipeline(inputs, {"t": cache})
+  train_ids = [f"u{i}" for i in range(8)]
+  seen = []
+  for batch in pipe.dataset(train_ids, 4, train=True, seed=1, epoch=0).as_numpy_iterator():
+    np.testing.assert_array_equal(batch["teacher"]["t"]["logits"][:, 0], 100.0 + batch["x"][:, 0])
+    seen.extend(batch["x"][:, 0].tolist())
+  assert sorted(seen) == list(range(8)) and seen != list(range(8))
+  batches = list(pipe.dataset(["u1", "u2", "u3"], 2, train=False).as_numpy_iterator())
+  np.testing.assert_array_equal(np.concatenate([b["mask"] for b in batches]), [1, 1, 1, 0])
+  again = [b["x"][:, 0].tolist() for b in
+           pipe.dataset(train_ids, 4, train=True, seed=1, epoch=0).as_numpy_iterator()]
+  assert sum(again, []) == seen

@@ -1,0 +1,26 @@
+"""The quickstart config shrunk to seconds: tiny corpus, one fold, tiny models."""
+
+import importlib.util
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name: str):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def tiny_quickstart(epochs: int = 2):
+  c = load_config("quickstart")
+  c.corpus.update(dict(num_speakers=8, utterances_per_speaker=8, min_seconds=0.5, max_seconds=1.0))
+  c.protocol.update(dict(num_folds=4, max_folds=1))
+  c.train.update(dict(epochs=epochs, batch_size=8, eval_batch_size=8))
+  c.stages.teacher.model.update(dict(features=(4, 8), hidden=8))
+  c.stages.teacher.input.max_seconds = 1.0
+  for s in ("student_alone", "student_kd"):
+    c.stages[s].model.update(dict(stem_features=4, block_features=(4, 8, 8), hidden=8))
+    c.stages[s].input.max_seconds = 1.0
+  return c
