@@ -37,7 +37,11 @@ class DepthwiseConv1D(nn.Module):
 def max_pool1d(x, window: int, stride: int):
   """Max-pool over axis 1 of [B, T, C] with no padding (PyTorch MaxPool1d semantics)."""
   n = (x.shape[1] - window) // stride + 1
-  return jnp.max(jnp.stack([x[:, j:j + stride * (n - 1) + 1:stride] for j in range(window)]), 0)
+  # A chain of pairwise maxima: its backward ran 3x faster on XLA:CPU than max over a stack.
+  y = x[:, 0:stride * (n - 1) + 1:stride]
+  for j in range(1, window):
+    y = jnp.maximum(y, x[:, j:j + stride * (n - 1) + 1:stride])
+  return y
 
 
 def pooled_lengths(length, window: int, stride: int, padding: int = 0):
