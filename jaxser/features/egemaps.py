@@ -1,0 +1,104 @@
+"""eGeMAPSv02 acoustic parameters via opensmile: 25 frame-level LLDs and 88 functionals.
+
+Extraction runs on the in-memory waveform (`Smile.process_signal`), so resampled or noisy
+audio is described as the model sees it. With a `cache_dir`, every result is stored as
+`<cache_dir>/<key[:2]>/<key>.npy`, key = sha256 of the float32 waveform bytes, the sample
+rate, the feature set and level and the opensmile version, so each distinct waveform is
+extracted once across runs; files are written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+from typing import Sequence
+
+import chex
+import numpy as np
+from tqdm import tqdm
+
+from jaxser import io_utils
+
+NUM_LLDS = 25
+NUM_FUNCTIONALS = 88
+
+
+def _load_smile_library():
+  """Loads opensmile's libSMILEapi with RTLD_DEEPBIND, before `import opensmile` does.
+
+  With TensorFlow already imported, libSMILEapi's calls bind to same-named symbols that
+  TensorFlow's libraries export, and extraction corrupts the heap (malloc abort or segfault;
+  seen with tensorflow-cpu 2.21 + opensmile 2.6). DEEPBIND makes the library use its own
+  symbols; dlopen then hands `import opensmile` this same handle.
+  """
+  if not hasattr(os, "RTLD_DEEPBIND"):  # not glibc: nothing to do
+    return
+  spec = importlib.util.find_spec("opensmile")
+  if spec is None or spec.origin is None:
+    raise ImportError("opensmile is not installed; pip install 'opensmile>=2.6'")
+  pattern = os.path.join(os.path.dirname(spec.origin), "core", "bin", "*", "libSMILEapi.so")
+  for path in glob.glob(pattern):
+    ctypes.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND)
+
+
+def _smile(level: str):
+  _load_smile_library()
+  import opensmile  # local import: after the library is loaded the safe way
+  lv = {"functionals": opensmile.FeatureLevel.Functionals,
+        "llds": opensmile.FeatureLevel.LowLevelDescriptors}[level]
+  return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=lv)
+
+
+def cache_key(wave: np.ndarray, sample_rate: int, level: str) -> str:
+  """Hex sha256 of the waveform bytes + sample rate + feature settings."""
+  version = importlib.metadata.version("opensmile")  # without loading the library
+  h = hashlib.sha256()
+  h.update(f"eGeMAPSv02|{level}|sr={int(sample_rate)}|opensmile={version}|".encode())
+  h.update(np.ascontiguousarray(wave, np.float32).tobytes())
+  return h.hexdigest()
+
+
+def _extract(waves: Sequence[np.ndarray], sample_rate: int, level: str, cache_dir: str | None,
+             progress: bool) -> list[np.ndarray]:
+  smile = None
+  out = []
+  for i, w in enumerate(tqdm(waves, desc=f"eGeMAPS {level}", disable=not progress, leave=False)):
+    w = np.ascontiguousarray(w, np.float32)
+    chex.assert_rank(w, 1)
+    if len(w) == 0:
+      raise ValueError(f"eGeMAPS {level}: waveform {i} is empty")
+    path = None
+    if cache_dir is not None:
+      key = cache_key(w, sample_rate, level)
+      path = os.path.join(cache_dir, key[:2], key + ".npy")
+      if os.path.exists(path):
+        out.append(np.load(path))
+        continue
+    if smile is None:
+      smile = _smile(level)
+    feats = smile.process_signal(w, sample_rate).to_numpy(np.float32)
+    if level == "functionals":
+      feats = feats.reshape(NUM_FUNCTIONALS)
+    chex.assert_axis_dimension(feats, -1, NUM_FUNCTIONALS if level == "functionals" else NUM_LLDS)
+    if path is not None:
+      with io_utils.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, feats)
+    out.append(feats)
+  return out
+
+
+def functionals(waves: Sequence[np.ndarray], sample_rate: int, cache_dir: str | None = None,
+                progress: bool = True) -> np.ndarray:
+  """eGeMAPSv02 functionals [N, 88] (float32) of mono waveforms."""
+  feats = _extract(waves, sample_rate, "functionals", cache_dir, progress)
+  return np.stack(feats) if feats else np.zeros((0, NUM_FUNCTIONALS), np.float32)
+
+
+def llds(waves: Sequence[np.ndarray], sample_rate: int, cache_dir: str | None = None,
+         progress: bool = True) -> list[np.ndarray]:
+  """eGeMAPSv02 low-level descriptors, one [frames, 25] float32 array per waveform (10 ms hop)."""
+  return _extract(waves, sample_rate, "llds", cache_dir, progress)
