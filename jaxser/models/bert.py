@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from typing import Any, Mapping, Optional
 
@@ -19,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxser.models.wav2vec2 import activation_fn, attention_probs
+from jaxser.models.hf_common import activation_fn, attention_probs, read_hf_config
 
 Array = jax.Array
 
@@ -62,14 +61,7 @@ class BertConfig:
   @classmethod
   def from_hf(cls, config: Mapping[str, Any] | str | os.PathLike) -> BertConfig:
     """Our config from an HF config dict, a config.json path or a model directory."""
-    source = "config dict"
-    if not isinstance(config, Mapping):
-      path = os.fspath(config)
-      if os.path.isdir(path):
-        path = os.path.join(path, "config.json")
-      with open(path) as f:
-        config = json.load(f)
-      source = path
+    config, source = read_hf_config(config)
     model_type = config.get("model_type", "bert")
     if model_type != "bert":
       raise ValueError(f"{source}: model_type={model_type!r} is not a BERT encoder")

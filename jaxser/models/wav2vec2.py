@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from typing import Any, Mapping, Optional, Sequence
 
@@ -28,34 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxser.models.hf_common import activation_fn, attention_probs, read_hf_config
+
 Array = jax.Array
-
-_ACTIVATIONS = {
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),
-    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
-    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
-    "relu": jax.nn.relu,
-    "silu": jax.nn.silu,
-    "swish": jax.nn.silu,
-    "tanh": jnp.tanh,
-}
-
-
-def activation_fn(name: str):
-  """The activation HF calls `name` (ACT2FN), e.g. 'gelu' is the exact erf GELU."""
-  if name not in _ACTIVATIONS:
-    raise ValueError(f"activation {name!r} (config hidden_act / feat_extract_activation) is not "
-                     f"supported; use one of {sorted(_ACTIVATIONS)}")
-  return _ACTIVATIONS[name]
-
-
-def attention_probs(q: Array, k: Array, key_mask: Optional[Array], scale: float) -> Array:
-  """Softmax attention weights [B, H, Tq, Tk] (float32) of q, k [B, T, H, d]; masked keys get 0."""
-  scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
-  if key_mask is not None:
-    scores = jnp.where(key_mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
-  return jax.nn.softmax(scores, axis=-1)
-
 
 def _dense_init(std: float = 0.02):
   return nn.initializers.normal(stddev=std)
@@ -135,14 +109,7 @@ class Wav2Vec2Config:
   @classmethod
   def from_hf(cls, config: Mapping[str, Any] | str | os.PathLike) -> Wav2Vec2Config:
     """Our config from an HF config dict, a config.json path or a model directory."""
-    source = "config dict"
-    if not isinstance(config, Mapping):
-      path = os.fspath(config)
-      if os.path.isdir(path):
-        path = os.path.join(path, "config.json")
-      with open(path) as f:
-        config = json.load(f)
-      source = path
+    config, source = read_hf_config(config)
     model_type = config.get("model_type", "wav2vec2")
     if model_type not in ("hubert", "wav2vec2"):
       raise ValueError(f"{source}: model_type={model_type!r} is not a wav2vec2/HuBERT encoder "
