@@ -1,7 +1,9 @@
 """Quickstart: Hinton KD on the built-in synthetic corpus, 4 speaker-disjoint folds, CPU-sized.
 
-A filterbank-CNN teacher is trained per fold and its logits cached; a small
-LiteCNN-style raw-waveform student is trained alone (baseline) and with KD.
+An MLP teacher on eGeMAPS functionals (a "prosodic" teacher) is trained per
+fold and its logits cached; a small LiteCNN-style raw-waveform student (first
+3 s, per-utterance normalised as in the LiteCNN paper) is trained alone
+(baseline) and with KD.
 """
 
 import ml_collections
@@ -16,21 +18,21 @@ def get_config():
   c.protocol = dict(name="speaker_kfold", num_folds=4, valid_speakers=1, max_folds=0)
   c.train = dict(
       optimizer="adam", learning_rate=1e-3, weight_decay=0.0, schedule="constant",
-      warmup_epochs=0, grad_clip_norm=0.0, grad_accum_steps=1, epochs=12, batch_size=32,
+      warmup_epochs=0, grad_clip_norm=0.0, grad_accum_steps=1, epochs=10, batch_size=32,
       eval_batch_size=64, select="ua",
       plateau=dict(patience=0, factor=0.5, monitor="loss"),
       early_stopping=dict(patience=0, monitor="ua"))
 
-  student = dict(name="litecnn", stem_features=32, stem_kernel=80, stem_stride=4,
-                 block_features=(48, 64, 96), block_kernel=9, hidden=64, dropout=0.2,
+  student = dict(name="litecnn", stem_features=24, stem_kernel=80, stem_stride=8,
+                 block_features=(32, 48, 64), block_kernel=9, hidden=64, dropout=0.2,
                  pool="masked_mean")
-  waveform = dict(kind="waveform", max_seconds=4.0, normalize=True)
+  waveform = dict(kind="waveform", max_seconds=3.0, normalize=True)
   c.stage_order = ("teacher", "student_alone", "student_kd")
   c.stages = ml_collections.ConfigDict()
   c.stages.teacher = dict(
-      model=dict(name="spectral_cnn", features=(32, 64, 96), hidden=128, dropout=0.3),
-      input=dict(kind="logfbank", max_seconds=4.0, num_filters=40, win_len=0.025, hop=0.01),
-      loss="ce", loss_cfg=dict(label_smoothing=0.0), teachers=(), train=dict())
+      model=dict(name="mlp", hidden=(128, 64), dropout=0.3),
+      input=dict(kind="egemaps_functionals"),
+      loss="ce", loss_cfg=dict(label_smoothing=0.0), teachers=(), train=dict(epochs=40))
   c.stages.student_alone = dict(model=student, input=waveform, loss="ce",
                                 loss_cfg=dict(label_smoothing=0.0), teachers=(), train=dict())
   c.stages.student_kd = dict(model=student, input=waveform, loss="kd",

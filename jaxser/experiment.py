@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import zlib
 
 import jax
@@ -107,6 +108,7 @@ class Experiment:
         print(f"{fold.name} {name}: done earlier, UA {result['test']['ua']:.3f}")
         return result
 
+    start = time.time()
     caches = {}
     for t in stage.get("teachers", ()):
       caches[t] = teacher_cache.read_if_fresh(os.path.join(fold_dir, "cache", t),
@@ -151,11 +153,11 @@ class Experiment:
         "stage": name, "fold": fold.name, "hash": digest, "test": test["metrics"],
         "valid": best_meta["valid"], "best_epoch": best_meta["epoch"],
         "epochs_run": meta["epoch"] + 1, "params": param_count(best.params),
-        "history": meta["history"],
+        "history": meta["history"], "seconds": round(time.time() - start, 1),
         "predictions": {"ids": list(fold.test),
                         "pred": test["outputs"]["logits"].argmax(1).tolist()},
     }
     io_utils.write_json(result_path, result)
     print(f"{fold.name} {name}: test UA {result['test']['ua']:.3f} WA {result['test']['wa']:.3f} "
-          f"(best epoch {result['best_epoch'] + 1})")
+          f"(best epoch {result['best_epoch'] + 1}, {result['seconds']} s)")
     return result

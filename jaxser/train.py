@@ -50,6 +50,31 @@ def prepare_workdir(workdir: str, config) -> None:
   io_utils.write_json(path, resolved)
 
 
+def check_corpus(workdir: str, corpus) -> None:
+  """Records the corpus's utterance list; refuses a run directory made over another one."""
+  from jaxser import io_utils
+  from jaxser.config_utils import config_hash
+  from jaxser.errors import UserError
+  info = {"name": corpus.name, "utterances": len(corpus.utterances),
+          "fingerprint": config_hash(sorted((u.id, u.speaker, u.label)
+                                            for u in corpus.utterances)),
+          "skipped": dict(corpus.skipped)}
+  path = os.path.join(workdir, "corpus.json")
+  if os.path.exists(path):
+    previous = io_utils.read_json(path)
+    if previous["fingerprint"] != info["fingerprint"]:
+      raise UserError(
+          f"--workdir {workdir} was run over another version of corpus {corpus.name!r} "
+          f"({previous['utterances']} utterances, skipped {previous['skipped']}; now "
+          f"{info['utterances']}, skipped {info['skipped']}); fix the corpus or use a new "
+          "--workdir")
+  io_utils.write_json(path, info)
+  if corpus.skipped:
+    print(f"{corpus.name}: skipped {sum(corpus.skipped.values())} utterances "
+          f"({', '.join(f'{k}: {v}' for k, v in corpus.skipped.items())}); the report lists them",
+          file=sys.stderr)
+
+
 def run(config, workdir: str) -> dict:
   """Runs every fold and stage of `config` under `workdir` and writes the report."""
   from jaxser import experiment, report, sharding
@@ -60,6 +85,7 @@ def run(config, workdir: str) -> dict:
   start = time.time()
   mesh = sharding.make_mesh()
   corpus = load_corpus(config.corpus)
+  check_corpus(workdir, corpus)
   protocol = dict(config.protocol)
   name, max_folds = protocol.pop("name"), protocol.pop("max_folds", 0)
   folds = folds_lib.make_folds(corpus.utterances, name, config.seed, **protocol)
@@ -132,6 +158,9 @@ def main(argv):
   import jax
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to JAX
+  # tf.data only gathers rows here; small TF pools leave the cores to XLA.
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+  tf.config.threading.set_intra_op_parallelism_threads(1)
   jax.config.update("jax_compilation_cache_dir",
                     os.environ.get("JAX_COMPILATION_CACHE_DIR",
                                    os.path.expanduser("~/.cache/jaxser/xla")))

@@ -7,12 +7,15 @@ adding one function to KINDS.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 from tqdm import tqdm
 
 from jaxser.data.corpus import Corpus
-from jaxser.features import audio, fbank
+from jaxser.features import audio, egemaps, fbank
+
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "jaxser", "egemaps")
 
 
 @dataclasses.dataclass
@@ -23,7 +26,10 @@ class InputArrays:
   label: np.ndarray  # [N] int32
 
 
-def _pad_stack(seqs: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def _pad_stack(seqs: list[np.ndarray], max_len: int | None) -> tuple[np.ndarray, np.ndarray]:
+  if max_len is None:  # fixed-size vectors: nothing to pad, "length" is the vector size
+    x = np.stack(seqs).astype(np.float32)
+    return x, np.full(len(seqs), x.shape[1], np.int32)
   out = np.zeros((len(seqs), max_len) + seqs[0].shape[1:], np.float32)
   lengths = np.zeros(len(seqs), np.int32)
   for i, s in enumerate(seqs):
@@ -59,7 +65,22 @@ def logfbank(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   return feats, int(round(cfg.max_seconds / hop))
 
 
-KINDS = {"waveform": waveform, "logfbank": logfbank}
+def egemaps_functionals(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
+  """eGeMAPSv02 functionals [88] per utterance (opensmile, cached on disk)."""
+  feats = egemaps.functionals(_waveforms(corpus, "loading audio"), corpus.sample_rate,
+                              cache_dir=cfg.get("cache_dir", DEFAULT_CACHE))
+  return list(feats), None
+
+
+def egemaps_lld(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
+  """eGeMAPSv02 low-level descriptors [frames, 25] per utterance, 10 ms hop."""
+  feats = egemaps.llds(_waveforms(corpus, "loading audio"), corpus.sample_rate,
+                       cache_dir=cfg.get("cache_dir", DEFAULT_CACHE))
+  return feats, int(round(cfg.max_seconds / 0.01))
+
+
+KINDS = {"waveform": waveform, "logfbank": logfbank, "egemaps_functionals": egemaps_functionals,
+         "egemaps_lld": egemaps_lld}
 
 
 def build_inputs(corpus: Corpus, cfg) -> InputArrays:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from jaxser.models.litecnn import LiteCNN
+from jaxser.models.mlp import MLP
 from jaxser.models.spectral_cnn import SpectralCNN
 
-MODELS = {"litecnn": LiteCNN, "spectral_cnn": SpectralCNN}
+MODELS = {"litecnn": LiteCNN, "mlp": MLP, "spectral_cnn": SpectralCNN}
 
 
 def build_model(cfg, num_classes: int):

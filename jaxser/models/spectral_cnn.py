@@ -25,7 +25,10 @@ class SpectralCNN(nn.Module):
   @nn.compact
   def __call__(self, x, length=None, *, train: bool = False):
     chex.assert_rank(x, 3)
-    x = x[..., None]
+    # Learned global normalisation of each band: per-utterance normalisation would erase
+    # loudness, one of the strongest emotion cues.
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                     name="input_bn")(x)[..., None]
     for i, f in enumerate(self.features):
       x = nn.Conv(f, (3, 3), padding="SAME", use_bias=False, name=f"conv{i}")(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
