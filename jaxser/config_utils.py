@@ -15,3 +15,22 @@ def config_hash(*parts) -> str:
   """Stable short hash of config parts (ConfigDicts or JSON-able values)."""
   blob = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)
   return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+# Settings of config.train that a stage may override; None inherits config.train.
+TRAIN_OVERRIDES = {"epochs": int, "batch_size": int, "eval_batch_size": int,
+                   "learning_rate": float, "weight_decay": float, "optimizer": str,
+                   "schedule": str, "warmup_epochs": float, "grad_clip_norm": float,
+                   "grad_accum_steps": int, "select": str}
+
+
+def stage_train(**overrides):
+  """A stage's `train` block: typed placeholders (None = inherit), so the command line can set
+  any of them, e.g. --config.stages.student_kd.train.epochs=20."""
+  from ml_collections import config_dict
+  unknown = set(overrides) - set(TRAIN_OVERRIDES)
+  if unknown:
+    raise ValueError(f"stage_train: {sorted(unknown)} are not stage-level train settings; "
+                     f"use {sorted(TRAIN_OVERRIDES)}")
+  return config_dict.ConfigDict({k: overrides.get(k, config_dict.placeholder(t))
+                                 for k, t in TRAIN_OVERRIDES.items()})

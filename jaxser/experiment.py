@@ -52,7 +52,8 @@ class Experiment:
   def stage_train_cfg(self, name):
     cfg = self.config.train.copy_and_resolve_references()
     with cfg.unlocked():
-      cfg.update(dict(self.config.stages[name].get("train", {})))
+      cfg.update({k: v for k, v in dict(self.config.stages[name].get("train", {})).items()
+                  if v is not None})
     return cfg
 
   def stage_hash(self, name) -> str:

@@ -18,6 +18,8 @@ def tiny_quickstart(epochs: int = 2):
   c.corpus.update(dict(num_speakers=8, utterances_per_speaker=8, min_seconds=0.5, max_seconds=1.0))
   c.protocol.update(dict(num_folds=4, max_folds=1))
   c.train.update(dict(epochs=epochs, batch_size=8, eval_batch_size=8))
+  for s in c.stages.values():
+    s.train.epochs, s.train.batch_size = None, None  # inherit the tiny settings above
   c.stages.teacher.model.update(dict(hidden=(8,)))
   for s in ("student_alone", "student_kd"):
     c.stages[s].model.update(dict(stem_features=4, block_features=(4, 8, 8), hidden=8))
