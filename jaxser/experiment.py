@@ -102,12 +102,14 @@ class Experiment:
     cache_path = os.path.join(fold_dir, "cache", name)
     cache_meta = {"teacher": name, "hash": digest}
 
+    done = None
     if os.path.exists(result_path):
-      result = io_utils.read_json(result_path)
-      if result.get("hash") == digest and (not self._needed_later(name) or
-                                           teacher_cache.read_if_fresh(cache_path, cache_meta)):
-        print(f"{fold.name} {name}: done earlier, UA {result['test']['ua']:.3f}")
-        return result
+      done = io_utils.read_json(result_path)
+      done = done if done.get("hash") == digest else None
+    if done and (not self._needed_later(name) or
+                 teacher_cache.read_if_fresh(cache_path, cache_meta)):
+      print(f"{fold.name} {name}: done earlier, UA {done['test']['ua']:.3f}")
+      return done
 
     start = time.time()
     caches = {}
@@ -132,24 +134,28 @@ class Experiment:
     writer = metric_writers.create_default_writer(
         os.path.join(self.workdir, "logs", fold.name, name), asynchronous=False)
     try:
-      meta = trainer.fit(
-          state=state, train_step=steps["train"], predict_step=steps["predict"],
-          train_data=lambda e: pipeline.dataset(fold.train, tcfg.batch_size, train=True,
-                                                seed=self.config.seed, epoch=e),
-          valid_data=eval_ds(fold.valid), valid_labels=labels(fold.valid),
-          num_classes=self.corpus.num_classes, cfg=tcfg, steps_per_epoch=steps_per_epoch,
-          ckpts=ckpts, writer=writer, desc=f"{fold.name} {name}")
+      if done is None:  # else only the cache is missing: rebuild it from the best checkpoint
+        meta = trainer.fit(
+            state=state, train_step=steps["train"], predict_step=steps["predict"],
+            train_data=lambda e: pipeline.dataset(fold.train, tcfg.batch_size, train=True,
+                                                  seed=self.config.seed, epoch=e),
+            valid_data=eval_ds(fold.valid), valid_labels=labels(fold.valid),
+            num_classes=self.corpus.num_classes, cfg=tcfg, steps_per_epoch=steps_per_epoch,
+            ckpts=ckpts, writer=writer, desc=f"{fold.name} {name}")
       best, best_meta = ckpts.restore_best(state)
     finally:
       ckpts.close()
       writer.close()
-    test = trainer.evaluate(steps["predict"], best, eval_ds(fold.test), labels(fold.test),
-                            self.corpus.num_classes)
     if self._needed_later(name):
       ids = list(fold.train) + list(fold.valid) + list(fold.test)
       outs = trainer.predict(steps["predict"], best, eval_ds(ids))
       teacher_cache.write(cache_path, ids, outs, {**cache_meta, "best_epoch": best_meta["epoch"]},
                           fp16=bool(stage.get("cache_fp16", False)))
+    if done is not None:
+      print(f"{fold.name} {name}: teacher cache rebuilt from the best checkpoint")
+      return done
+    test = trainer.evaluate(steps["predict"], best, eval_ds(fold.test), labels(fold.test),
+                            self.corpus.num_classes)
     result = {
         "stage": name, "fold": fold.name, "hash": digest, "test": test["metrics"],
         "valid": best_meta["valid"], "best_epoch": best_meta["epoch"],

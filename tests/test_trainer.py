@@ -72,6 +72,22 @@ def test_kill_and_resume_gives_the_same_metrics(tmp_path, monkeypatch):
   assert full["summary"]["student_kd"]["ua"] == resumed["summary"]["student_kd"]["ua"]
 
 
+def test_a_deleted_teacher_cache_is_rebuilt_from_the_best_checkpoint(tmp_path, capsys):
+  import shutil
+  config = tiny_quickstart(epochs=2)
+  workdir = str(tmp_path / "run")
+  train.run(config, workdir)
+  cache_dir = os.path.join(workdir, "fold_0", "cache", "teacher")
+  before = np.load(os.path.join(cache_dir, "logits.npy"))
+  shutil.rmtree(cache_dir)
+  capsys.readouterr()
+  train.run(config, workdir)
+  out = capsys.readouterr().out
+  assert "teacher cache rebuilt from the best checkpoint" in out
+  assert "student_kd: done earlier" in out and "epoch 1:" not in out  # nothing retrained
+  np.testing.assert_array_equal(np.load(os.path.join(cache_dir, "logits.npy")), before)
+
+
 def test_missing_workdir_parent_is_a_clear_error(tmp_path):
   with pytest.raises(UserError, match="parent directory .* does not exist"):
     train.run(tiny_quickstart(), str(tmp_path / "no" / "such" / "run"))
