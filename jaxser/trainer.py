@@ -81,10 +81,15 @@ def _variables(params, batch_stats):
 
 
 def create_state(model: nn.Module, batch: dict, tx, rng) -> TrainState:
-  """Initialises params and batch stats from a host batch's shapes."""
+  """Initialises params and batch stats from a host batch's shapes (and a checkpoint, if the
+  model has `load_pretrained`)."""
   init_rng, state_rng = jax.random.split(rng)
   variables = jax.jit(functools.partial(model.init, train=False))(
       {"params": init_rng, "dropout": init_rng}, batch["x"], batch["length"])
+  # A model that starts from a checkpoint (e.g. a HuggingFace encoder) swaps it in here:
+  # `load_pretrained(variables) -> variables`, on the host, once per stage.
+  if hasattr(model, "load_pretrained"):
+    variables = model.load_pretrained(flax.core.unfreeze(variables))
   params = variables["params"]
   batch_stats = variables.get("batch_stats", {})
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
