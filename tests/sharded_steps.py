@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 
 from jaxser import sharding, trainer
-from jaxser.methods import hinton_kd
+from jaxser.methods import litecnn_kd
 from jaxser.models.litecnn import LiteCNN
 
 
@@ -37,7 +37,7 @@ def main():
   } for _ in range(6)]
   state = trainer.create_state(model, batches[0], tx, jax.random.PRNGKey(0))
   state = sharding.put_replicated(state, mesh)
-  step = trainer.make_train_step(model, tx, hinton_kd.kd, loss_cfg, mesh)
+  step = trainer.make_train_step(model, tx, litecnn_kd.kd, loss_cfg, mesh)
   losses = []
   for b in batches:
     state, m = step(state, b)
