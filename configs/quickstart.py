@@ -44,4 +44,6 @@ def get_config():
   c.stages.student_kd = dict(model=student, input=waveform, loss="kd",
                              loss_cfg=dict(teacher="teacher", alpha=0.5, temperature=2.0),
                              teachers=("teacher",), train=stage_train(**student_train))
+  # Report: per-fold KD − alone differences; parameters, MACs and batch-1 latency per stage.
+  c.report = dict(compare=(("student_kd", "student_alone"),), latency_repeats=100)
   return c

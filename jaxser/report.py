@@ -1,4 +1,5 @@
-"""The run report: per-fold and mean ± std metrics per stage, confusion matrices, protocol."""
+"""The run report: per-fold and mean ± std metrics per stage, paired stage differences,
+efficiency (parameters, MACs, latency), confusion matrices, protocol."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import numpy as np
 from jaxser import io_utils
 from jaxser import metrics as metrics_lib
 from jaxser.config_utils import to_dict
+from jaxser.errors import UserError
 
-METRICS = ("ua", "wa", "macro_f1", "weighted_f1")
+METRICS = ("ua", "wa", "macro_precision", "macro_f1", "weighted_f1")
 
 
 def protocol_label(folds) -> str:
@@ -43,9 +45,65 @@ def plot_confusion(cm, class_names, title: str, path: str):
   plt.close(fig)
 
 
-def write(workdir, config, corpus, folds, results, seconds: float = 0.0) -> dict:
-  """Writes report.json, report.md and confusion PNGs under `workdir`; returns the report."""
+def paired_differences(results, folds, a: str, b: str) -> dict:
+  """Per-fold test differences a − b of UA and WA, their mean ± std and the folds a > b."""
+  per_fold = {f.name: {m: results[f.name][a]["test"][m] - results[f.name][b]["test"][m]
+                       for m in ("ua", "wa")} for f in folds}
+  out = {"a": a, "b": b, "folds": len(folds), "per_fold": per_fold}
+  for m in ("ua", "wa"):
+    diffs = [d[m] for d in per_fold.values()]
+    mean, std = metrics_lib.mean_std(diffs)
+    out[m] = {"mean": mean, "std": std, "a_better": int(sum(d > 0 for d in diffs)),
+              "b_better": int(sum(d < 0 for d in diffs))}
+  return out
+
+
+def compare_pairs(config) -> list[tuple[str, str]]:
+  """`config.report.compare` as (a, b) stage pairs, those whose stages both run.
+
+  A pair naming a stage that is not in config.stages is an error; a pair with a stage
+  left out of `config.stage_order` (a run of a subset of stages) is skipped.
+  """
+  pairs = [tuple(p) for p in (config.get("report", {}) or {}).get("compare", ()) or ()]
+  for p in pairs:
+    if len(p) != 2 or any(s not in config.stages for s in p):
+      raise UserError(f"config.report.compare entry {p} must be a pair of stages of "
+                      f"config.stages ({sorted(config.stages)}), e.g. "
+                      "('student_kd', 'student_alone')")
+  return [p for p in pairs if all(s in config.stage_order for s in p)]
+
+
+def latency_repeats(config) -> int:
+  """`config.report.latency_repeats` (default 100; 0 skips the efficiency table)."""
+  return int((config.get("report", {}) or {}).get("latency_repeats", 100))
+
+
+def teacher_stages(config) -> list[str]:
+  """Stages some other stage distils from, in stage order."""
+  used = {t for s in config.stage_order for t in config.stages[s].get("teachers", ())}
+  return [s for s in config.stage_order if s in used]
+
+
+def efficiency_section(config, efficiency: dict) -> dict:
+  """Per-stage params / MACs / latency plus the latency ratio teacher / stage for each teacher."""
+  teachers = [t for t in teacher_stages(config) if t in efficiency]
+  out = {}
+  for stage, e in efficiency.items():
+    out[stage] = dict(e)
+    out[stage]["latency_ratio"] = {t: efficiency[t]["latency_ms"] / e["latency_ms"]
+                                   for t in teachers if t != stage}
+  return out
+
+
+def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
+          efficiency: dict | None = None) -> dict:
+  """Writes report.json, report.md and confusion PNGs under `workdir`; returns the report.
+
+  `efficiency` (optional): stage -> {'params', 'macs', 'latency_ms', 'input_shape'}, as
+  `jaxser.profile.efficiency` measures it.
+  """
   stages = list(config.stage_order)
+  pairs = compare_pairs(config)
   summary, per_fold = {}, {}
   for stage in stages:
     rows = [results[f.name][stage]["test"] for f in folds]
@@ -67,6 +125,8 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0) -> dict
                  "speakers": len(corpus.speakers), "classes": list(corpus.class_names),
                  "class_counts": corpus.class_counts(), "skipped": dict(corpus.skipped)},
       "stages": stages, "summary": summary, "per_fold": per_fold,
+      "compare": [paired_differences(results, folds, a, b) for a, b in pairs],
+      "efficiency": efficiency_section(config, efficiency) if efficiency else {},
       "seconds": round(seconds, 1), "config": to_dict(config),
   }
   io_utils.write_json(os.path.join(workdir, "report.json"), rep)
@@ -78,28 +138,83 @@ def _pm(s) -> str:
   return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"
 
 
+def _signed_pm(s) -> str:
+  return f"{100 * s['mean']:+.2f} ± {100 * s['std']:.2f}"
+
+
+def _efficiency_lines(rep) -> list[str]:
+  eff = rep.get("efficiency") or {}
+  if not eff:
+    return []
+  teachers = sorted({t for e in eff.values() for t in e["latency_ratio"]},
+                    key=rep["stages"].index)
+  device = next(iter(eff.values())).get("device", "")
+  lines = ["", f"## Efficiency: one clip, batch 1{', ' + device if device else ''}", "",
+           "MACs are XLA's counted flops / 2 of the jitted inference function; latency is the "
+           "median wall time of repeated jitted calls after a warm-up. Both cover the model on "
+           "its input array only: feature extraction (filterbanks, eGeMAPS) is not included.",
+           "",
+           "| stage | input | params | MACs (M) | latency (ms) | "
+           + " | ".join(f"{t} / stage latency" for t in teachers) + (" |" if teachers else ""),
+           "|---|---|---:|---:|---:|" + "---:|" * len(teachers)]
+  for stage in rep["stages"]:
+    if stage not in eff:
+      continue
+    e = eff[stage]
+    ratios = [f"{e['latency_ratio'][t]:.3g}×" if t in e["latency_ratio"] else "—"
+              for t in teachers]
+    lines.append(f"| {stage} | {'×'.join(map(str, e.get('input_shape', [])))} | "
+                 f"{e['params']:,} | {e['macs'] / 1e6:.2f} | {e['latency_ms']:.3f} | "
+                 + " | ".join(ratios) + (" |" if ratios else ""))
+  return lines
+
+
+def _compare_lines(rep) -> list[str]:
+  if not rep.get("compare"):
+    return []
+  lines = ["", "## Paired differences on the test folds (percentage points)", "",
+           "| fold | " + " | ".join(f"{c['a']} − {c['b']} UA | {c['a']} − {c['b']} WA"
+                                    for c in rep["compare"]) + " |",
+           "|---|" + "---:|---:|" * len(rep["compare"])]
+  for fold in rep["compare"][0]["per_fold"]:
+    lines.append(f"| {fold} | " + " | ".join(
+        f"{100 * c['per_fold'][fold]['ua']:+.2f} | {100 * c['per_fold'][fold]['wa']:+.2f}"
+        for c in rep["compare"]) + " |")
+  lines.append("| mean ± std | " + " | ".join(f"{_signed_pm(c['ua'])} | {_signed_pm(c['wa'])}"
+                                               for c in rep["compare"]) + " |")
+  lines.append("| folds a > b | " + " | ".join(
+      f"{c['ua']['a_better']}/{c['folds']} | {c['wa']['a_better']}/{c['folds']}"
+      for c in rep["compare"]) + " |")
+  return lines
+
+
 def markdown(rep) -> str:
   c = rep["corpus"]
   lines = [
       f"# {rep['name']} — {rep['method']}", "",
       f"- Corpus: **{c['name']}**, {c['utterances']} utterances, {c['speakers']} speakers, "
       f"classes {', '.join(f'{k} ({v})' for k, v in c['class_counts'].items())}",
-      f"- Skipped utterances: " + (", ".join(f"{k}: {v}" for k, v in c["skipped"].items())
-                                   or "none"),
+      "- Skipped utterances: " + (", ".join(f"{k}: {v}" for k, v in c["skipped"].items())
+                                  or "none"),
       f"- Protocol: **{rep['protocol']['name']}**, {rep['protocol']['folds']} folds, "
       f"**{rep['protocol']['label']}**", f"- Wall time: {rep['seconds']} s", "",
       "## Test results, mean ± std over folds (%)", "",
-      "| stage | params | UA | WA | macro-F1 | weighted-F1 |", "|---|---:|---:|---:|---:|---:|",
+      "UA is the macro recall (mean of per-class recalls); WA is the accuracy.", "",
+      "| stage | params | UA (macro recall) | WA (accuracy) | macro precision | macro-F1 | "
+      "weighted-F1 |", "|---|---:|---:|---:|---:|---:|---:|",
   ]
   for stage in rep["stages"]:
     s = rep["summary"][stage]
     lines.append(f"| {stage} | {s['params']:,} | " + " | ".join(_pm(s[m]) for m in METRICS) + " |")
-  lines += ["", "## UA per fold (%)", "",
-            "| fold | " + " | ".join(rep["stages"]) + " |",
-            "|---|" + "---:|" * len(rep["stages"])]
+  lines += _compare_lines(rep)
+  lines += _efficiency_lines(rep)
+  lines += ["", "## UA / WA per fold (%)", "",
+            "| fold | " + " | ".join(f"{s} UA | {s} WA" for s in rep["stages"]) + " |",
+            "|---|" + "---:|---:|" * len(rep["stages"])]
   for fold in rep["per_fold"][rep["stages"][0]]:
-    lines.append(f"| {fold} | " + " | ".join(f"{100 * rep['per_fold'][s][fold]['ua']:.2f}"
-                                             for s in rep["stages"]) + " |")
+    lines.append(f"| {fold} | " + " | ".join(
+        f"{100 * rep['per_fold'][s][fold]['ua']:.2f} | {100 * rep['per_fold'][s][fold]['wa']:.2f}"
+        for s in rep["stages"]) + " |")
   lines += ["", "## Confusion matrices (all folds pooled)", ""]
   lines += [f"![{s}](confusion_{s}.png)" for s in rep["stages"]]
   return "\n".join(lines) + "\n"
@@ -112,4 +227,12 @@ def summary(rep) -> str:
   for stage in rep["stages"]:
     s = rep["summary"][stage]
     out.append(f"  {stage:<16} UA {_pm(s['ua'])}   WA {_pm(s['wa'])}")
+  for c in rep.get("compare", []):
+    out.append(f"  {c['a']} − {c['b']}: UA {_signed_pm(c['ua'])} "
+               f"({c['a']} ahead in {c['ua']['a_better']}/{c['folds']} folds), "
+               f"WA {_signed_pm(c['wa'])}")
+  for stage, e in (rep.get("efficiency") or {}).items():
+    ratios = ", ".join(f"{t} / this latency {r:.3g}×" for t, r in e["latency_ratio"].items())
+    out.append(f"  {stage:<16} {e['params']:,} params, {e['macs'] / 1e6:.1f} M MACs, "
+               f"{e['latency_ms']:.2f} ms" + (f" ({ratios})" if ratios else ""))
   return "\n".join(out)

@@ -77,10 +77,11 @@ def check_corpus(workdir: str, corpus) -> None:
 
 def run(config, workdir: str) -> dict:
   """Runs every fold and stage of `config` under `workdir` and writes the report."""
-  from jaxser import experiment, report, sharding
+  from jaxser import experiment, profile, report, sharding
   from jaxser.data import folds as folds_lib
   from jaxser.data.registry import load_corpus
 
+  report.compare_pairs(config)  # a bad report setting fails now, not after training
   prepare_workdir(workdir, config)
   start = time.time()
   mesh = sharding.make_mesh()
@@ -98,7 +99,13 @@ def run(config, workdir: str) -> dict:
     results[fold.name] = {}
     for stage in config.stage_order:
       results[fold.name][stage] = runner.run_stage(stage, fold, k)
-  rep = report.write(workdir, config, corpus, folds, results, seconds=time.time() - start)
+  seconds = time.time() - start
+  repeats = report.latency_repeats(config)
+  efficiency = (profile.efficiency(config, corpus.num_classes,
+                                   {s: runner.inputs(s) for s in config.stage_order}, repeats)
+                if repeats else None)
+  rep = report.write(workdir, config, corpus, folds, results, seconds=seconds,
+                     efficiency=efficiency)
   print(report.summary(rep))
   return rep
 

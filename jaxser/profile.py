@@ -1,0 +1,194 @@
+"""Model summary and efficiency: per-layer parameters, MACs (XLA cost analysis), CPU latency.
+
+    python -m jaxser.profile --config configs/litecnn_kd_cremad.py --stage student_kd
+
+prints the stage model's parameter table, its MACs and its batch-1 latency for one
+clip of the stage's input (shape from the config; no corpus is read).
+
+MACs are XLA's counted flops / 2 of the compiled inference function: every multiply
+and add XLA counts (convolutions, matmuls, elementwise ops, normalisations), so they
+are a little above the multiply-accumulates of the convolutions and matmuls alone.
+Latency is wall time of the jitted inference function at batch 1, median of
+`repeats` calls after warm-up, on whatever device JAX runs (the CPU here).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.traverse_util import flatten_dict
+
+from jaxser.features.egemaps import NUM_FUNCTIONALS, NUM_LLDS
+
+
+def param_table(variables) -> list[tuple[str, tuple[int, ...], int]]:
+  """(path, shape, count) of every parameter (the 'params' collection), sorted by path."""
+  params = variables.get("params", variables)
+  return sorted(("/".join(path), tuple(v.shape), int(np.prod(v.shape)))
+                for path, v in flatten_dict(params).items())
+
+
+def _inference(model):
+  return lambda variables, x, length: model.apply(variables, x, length, train=False)["logits"]
+
+
+def _compile(model, variables, x, length):
+  return jax.jit(_inference(model)).lower(variables, x, length).compile()
+
+
+def _flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older JAX: one dict per device program
+    cost = cost[0]
+  return float(cost["flops"])
+
+
+def _median_ms(fn, repeats: int) -> float:
+  jax.block_until_ready(fn())  # warm-up: first-call allocation and thread start-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return 1e3 * statistics.median(times)
+
+
+def macs(model, variables, example_x, example_len) -> float:
+  """Multiply-accumulates of one inference call: XLA's counted flops / 2."""
+  return _flops(_compile(model, variables, example_x, example_len)) / 2
+
+
+def latency(model, variables, x, length, repeats: int = 100) -> float:
+  """Median wall time (ms) of the jitted inference call on batch 1, after one warm-up call."""
+  if x.shape[0] != 1:
+    raise ValueError(f"latency: batch 1 is measured, got x of shape {x.shape}")
+  compiled = _compile(model, variables, x, length)
+  return _median_ms(lambda: compiled(variables, x, length), repeats)
+
+
+def measure(model, variables, x, length, repeats: int = 100) -> dict:
+  """{'params', 'macs', 'latency_ms'} of `model` on a batch-1 input, compiled once."""
+  compiled = _compile(model, variables, x, length)
+  return {"params": sum(n for _, _, n in param_table(variables)),
+          "macs": _flops(compiled) / 2,
+          "latency_ms": _median_ms(lambda: compiled(variables, x, length), repeats)}
+
+
+def init_variables(model, x, length, seed: int = 0):
+  """Random variables of `model` for inputs shaped like (x, length), as the trainer makes them."""
+  rng = jax.random.PRNGKey(seed)
+  return jax.jit(lambda x, length: model.init({"params": rng, "dropout": rng}, x, length,
+                                              train=False))(x, length)
+
+
+def efficiency(config, num_classes: int, inputs: dict, repeats: int = 100) -> dict:
+  """Per stage of `config`: params, MACs and batch-1 latency for one clip of its input.
+
+  `inputs` maps a stage name to its input arrays (`x`, `length`, as built for training);
+  the first clip gives the shape. Stages with the same model and input shape are measured
+  once. Weights are a fresh initialisation: latency and MACs depend on shapes only.
+  """
+  from jaxser.config_utils import to_dict
+  from jaxser.models.registry import build_model
+  out, seen = {}, {}
+  for stage in config.stage_order:
+    arrays = inputs[stage]
+    x, length = jnp.asarray(arrays.x[:1]), jnp.asarray(arrays.length[:1])
+    key = json.dumps([to_dict(config.stages[stage].model), list(x.shape)], sort_keys=True)
+    if key not in seen:
+      model = build_model(config.stages[stage].model, num_classes)
+      seen[key] = measure(model, init_variables(model, x, length), x, length, repeats)
+      seen[key].update(input_shape=list(x.shape[1:]), device=jax.devices()[0].platform)
+    out[stage] = dict(seen[key])
+  return out
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def example_input(input_cfg, sample_rate: int = 16000) -> tuple[jax.Array, jax.Array]:
+  """A batch-1 (x, length) shaped like the padded input of kind `input_cfg.kind`."""
+  kind = input_cfg["kind"]
+  seconds = input_cfg.get("max_seconds", 1.0)
+  if kind == "waveform":
+    shape = (int(round(seconds * sample_rate)),)
+  elif kind == "logfbank":
+    shape = (int(round(seconds / input_cfg.get("hop", 0.01))), input_cfg.get("num_filters", 40))
+  elif kind == "egemaps_functionals":
+    shape = (NUM_FUNCTIONALS,)
+  elif kind == "egemaps_lld":
+    shape = (int(round(seconds / 0.01)), NUM_LLDS)
+  else:
+    raise ValueError(f"input kind {kind!r}: no example shape; add it to jaxser.profile")
+  x = jax.random.normal(jax.random.PRNGKey(0), (1,) + shape, jnp.float32)
+  return x, jnp.asarray([shape[0]], jnp.int32)
+
+
+def corpus_num_classes(corpus_cfg) -> int:
+  """Number of classes of the configured corpus, from its class list (no audio is read)."""
+  name = corpus_cfg["name"]
+  if name == "synthetic":
+    from jaxser.data import synthetic
+    return len(synthetic.CLASS_NAMES)
+  from jaxser.data.registry import SCANNERS
+  module = importlib.import_module(SCANNERS[name])
+  if hasattr(module, "CLASS_LISTS"):  # a corpus with selectable class lists (IEMOCAP)
+    default = inspect.signature(module.scan).parameters["classes"].default
+    return len(module.CLASS_LISTS[corpus_cfg.get("classes", default)])
+  return len(module.CLASS_NAMES)
+
+
+def format_table(rows) -> str:
+  width = max(len(p) for p, _, _ in rows)
+  lines = [f"{'parameter':<{width}}  {'shape':<18} {'count':>11}"]
+  lines += [f"{p:<{width}}  {str(s):<18} {n:>11,}" for p, s, n in rows]
+  lines.append(f"{'total':<{width}}  {'':<18} {sum(n for _, _, n in rows):>11,}")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  import argparse
+  from jaxser.models.registry import build_model
+  parser = argparse.ArgumentParser(prog="python -m jaxser.profile", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--config", required=True, help="config file, e.g. configs/quickstart.py")
+  parser.add_argument("--stage", required=True, help="a stage of config.stages")
+  parser.add_argument("--num_classes", type=int, default=None,
+                      help="default: the size of the corpus's class list")
+  parser.add_argument("--repeats", type=int, default=100, help="latency repeats (median)")
+  args = parser.parse_args(argv)
+  spec = importlib.util.spec_from_file_location("_config", args.config)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  if args.stage not in config.stages:
+    print(f"error: --stage {args.stage!r} is not in config.stages ({sorted(config.stages)})",
+          file=sys.stderr)
+    return 2
+  stage = config.stages[args.stage]
+  num_classes = args.num_classes or corpus_num_classes(config.corpus)
+  model = build_model(stage.model, num_classes)
+  x, length = example_input(stage.input, int(config.corpus.get("sample_rate", 16000)))
+  variables = init_variables(model, x, length)
+  print(f"{os.path.basename(args.config)} stage {args.stage}: {stage.model.name}, "
+        f"{num_classes} classes, input {tuple(x.shape)}")
+  print(format_table(param_table(variables)))
+  m = measure(model, variables, x, length, args.repeats)
+  print(f"MACs (XLA flops / 2): {m['macs'] / 1e6:.2f} M")
+  print(f"latency, batch 1, median of {args.repeats} on {jax.devices()[0].platform}: "
+        f"{m['latency_ms']:.3f} ms")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,131 @@
+"""The run report on hand-made results: metric tables, paired stage differences, efficiency."""
+
+from __future__ import annotations
+
+import json
+
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxser import report
+from jaxser.data.corpus import Corpus, Utterance
+from jaxser.data.folds import Fold
+from jaxser.errors import UserError
+
+STAGES = ("teacher", "student_alone", "student_kd")
+# Per fold and stage: (UA, WA, macro precision); chosen so the differences are easy by hand.
+SCORES = {
+    "fold_0": {"teacher": (0.70, 0.75, 0.72), "student_alone": (0.40, 0.45, 0.41),
+               "student_kd": (0.50, 0.50, 0.52)},
+    "fold_1": {"teacher": (0.80, 0.85, 0.81), "student_alone": (0.65, 0.60, 0.66),
+               "student_kd": (0.60, 0.70, 0.61)},
+    "fold_2": {"teacher": (0.60, 0.65, 0.62), "student_alone": (0.50, 0.55, 0.51),
+               "student_kd": (0.70, 0.55, 0.71)},
+}
+
+
+def _config(compare=(("student_kd", "student_alone"), ("teacher", "student_kd"))):
+  c = ml_collections.ConfigDict()
+  c.name, c.method, c.seed = "hand", "litecnn_kd", 0
+  c.stage_order = STAGES
+  c.stages = ml_collections.ConfigDict({
+      "teacher": dict(teachers=()), "student_alone": dict(teachers=()),
+      "student_kd": dict(teachers=("teacher",))})
+  c.report = dict(compare=compare, latency_repeats=3)
+  return c
+
+
+def _inputs():
+  corpus = Corpus("hand", ("a", "b"), 16000,
+                  [Utterance(f"u{i}", f"s{i % 3}", i % 2) for i in range(6)])
+  folds = [Fold(f"fold_{k}", ("u0",), ("u1",), ("u2",), "leave_one_speaker_out", True)
+           for k in range(3)]
+  results = {}
+  for fold, stages in SCORES.items():
+    results[fold] = {}
+    for stage, (ua, wa, prec) in stages.items():
+      test = {"ua": ua, "wa": wa, "macro_precision": prec, "macro_f1": 0.5, "weighted_f1": 0.5,
+              "confusion": [[3, 1], [1, 3]]}
+      results[fold][stage] = {"test": test, "params": 1000 if stage == "teacher" else 100}
+  return corpus, folds, results
+
+
+EFFICIENCY = {
+    "teacher": {"params": 1000, "macs": 5e8, "latency_ms": 10.0, "input_shape": [16000],
+                "device": "cpu"},
+    "student_alone": {"params": 100, "macs": 1e8, "latency_ms": 2.0, "input_shape": [16000],
+                      "device": "cpu"},
+    "student_kd": {"params": 100, "macs": 1e8, "latency_ms": 2.5, "input_shape": [16000],
+                   "device": "cpu"},
+}
+
+
+def test_paired_differences_by_hand(tmp_path):
+  corpus, folds, results = _inputs()
+  rep = report.write(str(tmp_path), _config(), corpus, folds, results, seconds=1.0,
+                     efficiency=EFFICIENCY)
+  kd_vs_alone, teacher_vs_kd = rep["compare"]
+  assert (kd_vs_alone["a"], kd_vs_alone["b"], kd_vs_alone["folds"]) == ("student_kd",
+                                                                         "student_alone", 3)
+  ua = [0.10, -0.05, 0.20]
+  wa = [0.05, 0.10, 0.00]
+  np.testing.assert_allclose([kd_vs_alone["per_fold"][f]["ua"] for f in SCORES], ua, atol=1e-12)
+  np.testing.assert_allclose([kd_vs_alone["per_fold"][f]["wa"] for f in SCORES], wa, atol=1e-12)
+  assert kd_vs_alone["ua"]["mean"] == pytest.approx(0.25 / 3)
+  assert kd_vs_alone["ua"]["std"] == pytest.approx(np.sqrt(np.mean((np.array(ua) - 0.25 / 3)
+                                                                   ** 2)))
+  assert (kd_vs_alone["ua"]["a_better"], kd_vs_alone["ua"]["b_better"]) == (2, 1)
+  assert (kd_vs_alone["wa"]["a_better"], kd_vs_alone["wa"]["b_better"]) == (2, 0)
+  assert teacher_vs_kd["ua"]["mean"] == pytest.approx((0.20 + 0.20 - 0.10) / 3)
+  assert teacher_vs_kd["ua"]["a_better"] == 2
+
+  # Efficiency: the latency ratio is teacher / stage, for every stage but the teacher.
+  eff = rep["efficiency"]
+  assert eff["student_alone"]["latency_ratio"] == {"teacher": pytest.approx(5.0)}
+  assert eff["student_kd"]["latency_ratio"] == {"teacher": pytest.approx(4.0)}
+  assert eff["teacher"]["latency_ratio"] == {}
+  assert json.loads((tmp_path / "report.json").read_text())["compare"][0]["ua"]["a_better"] == 2
+
+
+def test_markdown_has_the_paper_tables(tmp_path):
+  corpus, folds, results = _inputs()
+  report.write(str(tmp_path), _config(), corpus, folds, results, efficiency=EFFICIENCY)
+  md = (tmp_path / "report.md").read_text()
+  # Table 1 of the paper: accuracy (= WA), macro precision, macro recall (= UA).
+  assert ("| stage | params | UA (macro recall) | WA (accuracy) | macro precision | macro-F1 | "
+          "weighted-F1 |") in md
+  prec = np.array([0.41, 0.66, 0.51])
+  assert (f"| student_alone | 100 | 51.67 ± {100 * np.std([0.40, 0.65, 0.50]):.2f} | "
+          f"53.33 ± {100 * np.std([0.45, 0.60, 0.55]):.2f} | "
+          f"{100 * prec.mean():.2f} ± {100 * prec.std():.2f} |") in md
+  # Paired differences, per fold and summarised.
+  assert "| student_kd − student_alone UA | student_kd − student_alone WA |" in md
+  assert "| fold_1 | -5.00 | +10.00 | +20.00 | +15.00 |" in md
+  assert "| folds a > b | 2/3 | 2/3 | 2/3 | 3/3 |" in md
+  # Efficiency: params, MACs, latency and the teacher / stage latency ratio.
+  assert "## Efficiency: one clip, batch 1, cpu" in md
+  assert "| student_alone | 16000 | 100 | 100.00 | 2.000 | 5× |" in md
+  assert "| student_kd | 16000 | 100 | 100.00 | 2.500 | 4× |" in md
+  assert "| teacher | 16000 | 1,000 | 500.00 | 10.000 | — |" in md
+  summary = report.summary(report.io_utils.read_json(str(tmp_path / "report.json")))
+  assert "student_kd − student_alone: UA +8.33" in summary
+
+
+def test_report_without_efficiency_or_pairs_as_before(tmp_path):
+  corpus, folds, results = _inputs()
+  rep = report.write(str(tmp_path), _config(compare=()), corpus, folds, results, 2.0)
+  md = (tmp_path / "report.md").read_text()
+  assert rep["compare"] == [] and rep["efficiency"] == {}
+  assert "Paired differences" not in md and "Efficiency" not in md
+  assert "| student_kd | 100 |" in md
+
+
+def test_compare_setting_is_checked():
+  with pytest.raises(UserError, match=r"config.report.compare entry \('student_kd', 'nope'\)"):
+    report.compare_pairs(_config(compare=(("student_kd", "nope"),)))
+  c = _config()
+  c.stage_order = ("teacher", "student_kd")  # a subset run skips the pairs it cannot form
+  assert report.compare_pairs(c) == [("teacher", "student_kd")]
+  with pytest.raises(UserError, match="must be a pair"):
+    report.compare_pairs(_config(compare=(("teacher",),)))
