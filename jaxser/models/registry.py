@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from jaxser.models.dkdfmh import DKDFMH
+from jaxser.models.emodistill import EmoDistillStudent, TextClassifier
 from jaxser.models.litecnn import LiteCNN
 from jaxser.models.mlp import MLP
+from jaxser.models.resnet import ProsodicResNet
 from jaxser.models.spectral_cnn import SpectralCNN
+from jaxser.models.w2v2_classifier import W2V2Classifier
 
-MODELS = {"litecnn": LiteCNN, "mlp": MLP, "spectral_cnn": SpectralCNN}
+MODELS = {"dkdfmh": DKDFMH, "emodistill_student": EmoDistillStudent, "litecnn": LiteCNN,
+          "mlp": MLP, "prosodic_resnet": ProsodicResNet, "spectral_cnn": SpectralCNN,
+          "text_classifier": TextClassifier, "w2v2_classifier": W2V2Classifier}
 
 
 def build_model(cfg, num_classes: int):
