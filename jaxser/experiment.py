@@ -25,6 +25,16 @@ def param_count(tree) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
 
 
+def _groups(inputs, utt_ids):
+  """`trainer.evaluate` groups for segmented inputs of `utt_ids` (None when unsegmented)."""
+  if not inputs.segmented:
+    return None
+  utt_ids = list(utt_ids)
+  position = {u: i for i, u in enumerate(utt_ids)}
+  utts = inputs.example_utts(inputs.example_ids(utt_ids, train=False))
+  return np.asarray([position[u] for u in utts]), len(utt_ids), inputs.aggregate
+
+
 class Experiment:
   """Holds what stages share across folds: corpus, inputs per kind, compiled steps."""
 
@@ -121,7 +131,8 @@ class Experiment:
     inputs = self.inputs(name)
     pipeline = Pipeline(inputs, caches)
     tcfg = self.stage_train_cfg(name)
-    steps_per_epoch = len(fold.train) // tcfg.batch_size
+    train_ids = inputs.example_ids(fold.train, train=True)
+    steps_per_epoch = len(train_ids) // tcfg.batch_size
     steps = self._compiled(name, steps_per_epoch)
     rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.config.seed), fold_index),
                              zlib.crc32(name.encode()))
@@ -129,7 +140,8 @@ class Experiment:
                                  steps["tx"], rng)
     state = sharding.put_replicated(state, self.mesh)
     labels = lambda ids: np.asarray([self._labels[i] for i in ids], np.int32)
-    eval_ds = lambda ids: pipeline.dataset(ids, tcfg.eval_batch_size, train=False)
+    eval_ds = lambda ids: pipeline.dataset(inputs.example_ids(ids, train=False),
+                                           tcfg.eval_batch_size, train=False)
     ckpts = StageCheckpoints(os.path.join(stage_dir, "checkpoints"))
     writer = metric_writers.create_default_writer(
         os.path.join(self.workdir, "logs", fold.name, name), asynchronous=False)
@@ -137,9 +149,10 @@ class Experiment:
       if done is None:  # else only the cache is missing: rebuild it from the best checkpoint
         meta = trainer.fit(
             state=state, train_step=steps["train"], predict_step=steps["predict"],
-            train_data=lambda e: pipeline.dataset(fold.train, tcfg.batch_size, train=True,
+            train_data=lambda e: pipeline.dataset(train_ids, tcfg.batch_size, train=True,
                                                   seed=self.config.seed, epoch=e),
             valid_data=eval_ds(fold.valid), valid_labels=labels(fold.valid),
+            valid_groups=_groups(inputs, fold.valid),
             num_classes=self.corpus.num_classes, cfg=tcfg, steps_per_epoch=steps_per_epoch,
             ckpts=ckpts, writer=writer, desc=f"{fold.name} {name}")
       best, best_meta = ckpts.restore_best(state)
@@ -147,15 +160,19 @@ class Experiment:
       ckpts.close()
       writer.close()
     if self._needed_later(name):
-      ids = list(fold.train) + list(fold.valid) + list(fold.test)
-      outs = trainer.predict(steps["predict"], best, eval_ds(ids))
+      # Every example a later stage may ask for: training segments and evaluation segments.
+      ids = list(dict.fromkeys(
+          train_ids.tolist() + inputs.example_ids(
+              list(fold.train) + list(fold.valid) + list(fold.test), train=False).tolist()))
+      outs = trainer.predict(steps["predict"], best,
+                             pipeline.dataset(ids, tcfg.eval_batch_size, train=False))
       teacher_cache.write(cache_path, ids, outs, {**cache_meta, "best_epoch": best_meta["epoch"]},
                           fp16=bool(stage.get("cache_fp16", False)))
     if done is not None:
       print(f"{fold.name} {name}: teacher cache rebuilt from the best checkpoint")
       return done
     test = trainer.evaluate(steps["predict"], best, eval_ds(fold.test), labels(fold.test),
-                            self.corpus.num_classes)
+                            self.corpus.num_classes, _groups(inputs, fold.test))
     result = {
         "stage": name, "fold": fold.name, "hash": digest, "test": test["metrics"],
         "valid": best_meta["valid"], "best_epoch": best_meta["epoch"],

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from jaxser import metrics as metrics_lib
 from jaxser import sharding
+from jaxser.features import segments
 
 LossFn = Callable[..., tuple[jax.Array, dict]]
 
@@ -153,9 +154,17 @@ def predict(predict_step, state, dataset) -> dict[str, np.ndarray]:
   return {k: np.concatenate([c[k] for c in chunks])[keep] for k in chunks[0]}
 
 
-def evaluate(predict_step, state, dataset, labels: np.ndarray, num_classes: int) -> dict:
-  """Outputs and metrics (UA, WA, F1, confusion, CE loss) of `state` on `dataset`."""
+def evaluate(predict_step, state, dataset, labels: np.ndarray, num_classes: int,
+             groups=None) -> dict:
+  """Outputs and metrics (UA, WA, F1, confusion, CE loss) of `state` on `dataset`.
+
+  `groups` = (utterance index of each example, number of utterances, how) scores
+  utterances from their segments; `labels` are then per utterance.
+  """
   out = predict(predict_step, state, dataset)
+  if groups is not None:
+    out["segment_logits"] = out.pop("logits")
+    out["logits"] = segments.utterance_logits(out["segment_logits"], *groups)
   logits = out["logits"].astype(np.float64)
   logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
   m = metrics_lib.classification_metrics(labels, logits.argmax(1), num_classes)
@@ -169,7 +178,7 @@ def _monitor_value(m: dict, name: str) -> float:
 
 
 def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[int], Any],
-        valid_data, valid_labels, num_classes: int, cfg, steps_per_epoch: int, ckpts,
+        valid_data, valid_labels, num_classes: int, cfg, valid_groups=None, steps_per_epoch: int, ckpts,
         writer=None, desc: str = "", on_epoch_end: Optional[Callable] = None) -> dict:
   """Trains for `cfg.epochs`, resuming from the latest checkpoint; returns the loop meta.
 
@@ -195,7 +204,8 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
       step_metrics.append(m)
     train_m = {k: float(np.mean([float(s[k]) for s in jax.device_get(step_metrics)]))
                for k in step_metrics[0]}
-    valid_m = evaluate(predict_step, state, valid_data, valid_labels, num_classes)["metrics"]
+    valid_m = evaluate(predict_step, state, valid_data, valid_labels, num_classes,
+                       valid_groups)["metrics"]
     record = {"epoch": epoch, "lr_scale": meta["lr_scale"],
               **{f"train/{k}": v for k, v in train_m.items()},
               **{f"valid/{k}": valid_m[k] for k in ("loss", "ua", "wa", "macro_f1")}}

@@ -1,29 +1,66 @@
-"""Model inputs of a stage, computed once per run: padded arrays + valid lengths per utterance.
+"""Model inputs of a stage, computed once per run: padded arrays + valid lengths per example.
 
 `config.stages.<name>.input.kind` picks the representation; adding a kind means
-adding one function to KINDS.
+adding one function to KINDS. An example is an utterance, or with `input.segment`
+(seconds, hop, eval_hop) one fixed-length segment of it: training uses the segments cut
+every `hop` seconds, validation and test those cut every `eval_hop` seconds, and
+evaluation aggregates an utterance's segment outputs (`segment.aggregate`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
 from tqdm import tqdm
 
 from jaxser.data.corpus import Corpus
-from jaxser.features import audio, egemaps, fbank
+from jaxser.features import audio, egemaps, fbank, segments
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "jaxser", "egemaps")
 
 
 @dataclasses.dataclass
 class InputArrays:
-  ids: np.ndarray  # [N] utterance ids
+  ids: np.ndarray  # [N] example ids: utterance ids, or "<utt>/seg<k>" and "<utt>/eval<k>"
   x: np.ndarray  # [N, L, ...] zero-padded along axis 1
   length: np.ndarray  # [N] int32: valid entries of axis 1
   label: np.ndarray  # [N] int32
+  utt: np.ndarray | None = None  # [N] utterance of each example when segmented
+  use: np.ndarray | None = None  # [N] "train", "eval" or "both": which splits see the example
+  aggregate: str = "mean_prob"  # segments -> utterance (features.segments.aggregate)
+
+  @property
+  def segmented(self) -> bool:
+    return self.utt is not None
+
+  def example_ids(self, utt_ids, train: bool) -> np.ndarray:
+    """Ids of the examples that stand for `utt_ids`: the utterances, or their segments."""
+    utt_ids = list(utt_ids)
+    if not self.segmented:
+      return np.asarray(utt_ids)
+    split = "train" if train else "eval"
+    return self.ids[[r for u in utt_ids for r in self._rows_by_utt[(u, split)]]]
+
+  def example_utts(self, example_ids) -> np.ndarray:
+    """Utterance of each example id."""
+    if not self.segmented:
+      return np.asarray(list(example_ids))
+    return self.utt[[self._row_of_id[i] for i in example_ids]]
+
+  @functools.cached_property
+  def _rows_by_utt(self) -> dict[tuple[str, str], list[int]]:
+    rows = {}
+    for i, (u, use) in enumerate(zip(self.utt.tolist(), self.use.tolist())):
+      for split in (("train", "eval") if use == "both" else (use,)):
+        rows.setdefault((u, split), []).append(i)
+    return rows
+
+  @functools.cached_property
+  def _row_of_id(self) -> dict[str, int]:
+    return {k: i for i, k in enumerate(self.ids.tolist())}
 
 
 def _pad_stack(seqs: list[np.ndarray], max_len: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +87,43 @@ def waveform(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   waves = [audio.normalize(w) if cfg.get("normalize", True) else w
            for w in _waveforms(corpus, "loading audio")]
   return waves, max_len
+
+
+def _frames_per_second(corpus: Corpus, cfg) -> float:
+  """Entries per second along axis 1 of a kind's sequences (what `segment` seconds count)."""
+  if cfg.kind == "waveform":
+    return float(corpus.sample_rate)
+  if cfg.kind == "logfbank":
+    return 1.0 / cfg.get("hop", 0.01)
+  if cfg.kind == "egemaps_lld":
+    return 100.0
+  raise ValueError(f"input kind {cfg.kind!r} is one vector per utterance and cannot be cut "
+                   "into segments; remove its `segment` setting")
+
+
+def _segment_examples(corpus: Corpus, seqs: list[np.ndarray], cfg):
+  """Segments of every sequence for training (hop) and evaluation (eval_hop)."""
+  seg = cfg.segment
+  rate = _frames_per_second(corpus, cfg)
+  seg_len = int(round(seg.seconds * rate))
+  hops = {"train": int(round(seg.hop * rate)),
+          "eval": int(round(seg.get("eval_hop", seg.hop) * rate))}
+  groups = ({"both": hops["train"]} if hops["train"] == hops["eval"] else hops)
+  ids, utts, uses, parts, lengths, labels = [], [], [], [], [], []
+  for u, s in zip(corpus.utterances, seqs):
+    for use, hop in groups.items():
+      cut = segments.segment(s, seg_len, hop, pad_tail=seg.get("pad_tail", False))
+      starts = hop * np.arange(len(cut))
+      tag = "eval" if use == "eval" else "seg"
+      ids += [f"{u.id}/{tag}{k}" for k in range(len(cut))]
+      utts += [u.id] * len(cut)
+      uses += [use] * len(cut)
+      parts.append(cut.astype(np.float32))
+      lengths.append(np.clip(len(s) - starts, 1, seg_len).astype(np.int32))
+      labels += [u.label] * len(cut)
+  return InputArrays(ids=np.asarray(ids), x=np.concatenate(parts), length=np.concatenate(lengths),
+                     label=np.asarray(labels, np.int32), utt=np.asarray(utts),
+                     use=np.asarray(uses), aggregate=seg.get("aggregate", "mean_prob"))
 
 
 def logfbank(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
@@ -88,6 +162,8 @@ def build_inputs(corpus: Corpus, cfg) -> InputArrays:
   if cfg.kind not in KINDS:
     raise ValueError(f"input kind {cfg.kind!r} is unknown; choose one of {sorted(KINDS)}")
   seqs, max_len = KINDS[cfg.kind](corpus, cfg)
+  if cfg.get("segment"):
+    return _segment_examples(corpus, seqs, cfg)
   x, length = _pad_stack(seqs, max_len)
   return InputArrays(ids=np.asarray([u.id for u in corpus.utterances]), x=x, length=length,
                      label=np.asarray([u.label for u in corpus.utterances], np.int32))

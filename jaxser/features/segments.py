@@ -82,3 +82,10 @@ def aggregate(segment_logits: np.ndarray, segment_utt_index: np.ndarray, num_utt
   sums = np.zeros((num_utts, logits.shape[1]))
   np.add.at(sums, index, values)
   return (sums / counts[:, None]).astype(np.float32)
+
+
+def utterance_logits(segment_logits: np.ndarray, segment_utt_index: np.ndarray, num_utts: int,
+                     how: str = "mean_prob") -> np.ndarray:
+  """`aggregate` as logits [num_utts, C]: log of mean probabilities or vote shares, or mean logits."""
+  scores = aggregate(segment_logits, segment_utt_index, num_utts, how)
+  return scores if how == "mean_logit" else np.log(np.maximum(scores, 1e-7))
