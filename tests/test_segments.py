@@ -1,0 +1,143 @@
+"""Segment-level examples: cutting inputs into segments, and scoring utterances from them."""
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxser import train
+from jaxser.data import synthetic, teacher_cache
+from jaxser.data.folds import make_folds
+from jaxser.data.inputs import build_inputs
+from jaxser.features import segments
+from tiny_config import load_config
+
+
+def _tiny_corpus():
+  return synthetic.build(dict(seed=0, num_speakers=8, utterances_per_speaker=4, min_seconds=1.0,
+                              max_seconds=1.5))
+
+
+def _fbank_cfg(**segment):
+  return ml_collections.ConfigDict(dict(kind="logfbank", num_filters=40, win_len=0.04, hop=0.01,
+                                        max_seconds=2.0, normalize=True, segment=segment))
+
+
+def test_segments_cut_the_utterance_frames_and_split_train_from_eval():
+  corpus = _tiny_corpus()
+  whole = build_inputs(corpus, _fbank_cfg())  # segment={} is falsy: one example per utterance
+  assert not whole.segmented
+  seg = build_inputs(corpus, _fbank_cfg(seconds=0.5, hop=0.25, eval_hop=0.4))
+  assert seg.segmented and seg.x.shape[1:] == (50, 40)
+  u = corpus.utterances[0]
+  frames = whole.x[0, :whole.length[0]]
+  train_ids = seg.example_ids([u.id], train=True)
+  eval_ids = seg.example_ids([u.id], train=False)
+  assert len(train_ids) == segments.num_segments(len(frames), 50, 25)
+  assert len(eval_ids) == segments.num_segments(len(frames), 50, 40)
+  assert not set(train_ids) & set(eval_ids)
+  rows = {k: i for i, k in enumerate(seg.ids.tolist())}
+  for k, i in enumerate(train_ids):
+    np.testing.assert_array_equal(seg.x[rows[i]], frames[25 * k:25 * k + 50])
+    assert seg.length[rows[i]] == 50 and seg.label[rows[i]] == u.label
+  for k, i in enumerate(eval_ids):
+    np.testing.assert_array_equal(seg.x[rows[i]], frames[40 * k:40 * k + 50])
+  assert set(seg.example_utts(eval_ids)) == {u.id}
+  # Equal hops: one set of segments serves training and evaluation.
+  same = build_inputs(corpus, _fbank_cfg(seconds=0.5, hop=0.25))
+  assert list(same.example_ids([u.id], True)) == list(same.example_ids([u.id], False))
+
+
+def test_an_utterance_shorter_than_a_segment_is_one_padded_segment():
+  corpus = _tiny_corpus()
+  seg = build_inputs(corpus, _fbank_cfg(seconds=2.0, hop=1.0, eval_hop=0.4))
+  assert seg.x.shape[1] == 200
+  whole = build_inputs(corpus, _fbank_cfg())
+  rows = {k: i for i, k in enumerate(seg.ids.tolist())}
+  for split in (True, False):
+    ids = seg.example_ids(whole.ids, train=split)
+    assert len(ids) == len(whole.ids)  # 1-1.5 s utterances: one segment each
+    np.testing.assert_array_equal(seg.length[[rows[i] for i in ids]], whole.length)
+
+
+def test_utterance_logits_are_log_mean_probabilities():
+  logits = np.asarray([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+  index = np.asarray([0, 0, 1])
+  p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+  want = np.log(np.stack([p[:2].mean(0), p[2]]))
+  np.testing.assert_allclose(segments.utterance_logits(logits, index, 2), want, rtol=1e-6)
+  np.testing.assert_allclose(segments.utterance_logits(logits, index, 2, "mean_logit"),
+                             [[1.0, 0.5], [0.0, 3.0]])
+
+
+def tiny_dkdfmh(stage_order=("cnn_mha", "dkd")):
+  c = load_config("dkdfmh_emodb")
+  c.corpus = dict(name="synthetic", seed=0, num_speakers=8, utterances_per_speaker=6,
+                  min_seconds=1.0, max_seconds=1.8)
+  c.protocol = dict(name="speaker_kfold", num_folds=4, valid_speakers=1, max_folds=1)
+  c.train.update(dict(epochs=1, batch_size=8, eval_batch_size=8))
+  c.stage_order = stage_order
+  c.report.compare = ()
+  for s in c.stages.values():
+    s.input.segment.update(dict(seconds=0.5, hop=0.25, eval_hop=0.4))
+    s.model.update(dict(heads=2, attention_hidden=8, branch_features=2, features=(4, 4, 4, 8)))
+  return c
+
+
+def test_dkdfmh_run_trains_on_segments_and_scores_utterances(tmp_path):
+  config = tiny_dkdfmh()
+  workdir = str(tmp_path / "run")
+  train.run(config, workdir)
+  corpus = synthetic.build({k: v for k, v in config.corpus.items() if k != "name"})
+  fold = make_folds(corpus.utterances, "speaker_kfold", config.seed, num_folds=4,
+                    valid_speakers=1)[0]
+  for stage in config.stage_order:
+    with open(os.path.join(workdir, fold.name, stage, "result.json")) as f:
+      result = json.load(f)
+    assert result["predictions"]["ids"] == list(fold.test)  # utterances, not segments
+    assert len(result["predictions"]["pred"]) == len(fold.test)
+    assert sum(map(sum, result["test"]["confusion"])) == len(fold.test)
+  cache = teacher_cache.read(os.path.join(workdir, fold.name, "cache", "cnn_mha"))
+  ids = set(cache.ids.tolist())
+  assert any(i.startswith(f"{fold.train[0]}/seg") for i in ids)
+  assert any(i.startswith(f"{fold.test[0]}/eval") for i in ids)
+  assert not any(i.startswith(f"{fold.test[0]}/seg") for i in ids)  # no test training segments
+
+
+def test_dkd_losses_are_ce_plus_the_configured_terms():
+  import jax.numpy as jnp
+  from jaxser import losses
+  from jaxser.methods import dkd
+  rng = np.random.default_rng(0)
+  s, t = rng.normal(size=(6, 4)), rng.normal(size=(6, 4)) * 3
+  batch = {"label": jnp.asarray([0, 1, 2, 3, 0, 1]), "mask": jnp.ones(6)}
+  cfg = ml_collections.ConfigDict(dict(teacher="T", alpha=1.0, beta=8.0, temperature=4.0))
+  out, tout = {"logits": jnp.asarray(s)}, {"T": {"logits": jnp.asarray(t)}}
+  ce = float(losses.cross_entropy(out["logits"], batch["label"]))
+  tc = float(losses.tckd(out["logits"], tout["T"]["logits"], batch["label"], temperature=4.0))
+  nc = float(losses.nckd(out["logits"], tout["T"]["logits"], batch["label"], temperature=4.0))
+  assert tc > 0 and nc > 0
+  np.testing.assert_allclose(float(dkd.tckd(out, tout, batch, cfg)[0]), ce + tc, rtol=1e-5)
+  np.testing.assert_allclose(float(dkd.nckd(out, tout, batch, cfg)[0]), ce + 8 * nc, rtol=1e-5)
+  np.testing.assert_allclose(float(dkd.dkd(out, tout, batch, cfg)[0]), ce + tc + 8 * nc,
+                             rtol=1e-5)
+  kd = float(losses.hinton_kd(out["logits"], tout["T"]["logits"], 4.0, t2_scale=True))
+  np.testing.assert_allclose(float(dkd.kd(out, tout, batch, cfg)[0]), ce + kd, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arg", ["random", "loso", "random,beta_sweep"])
+def test_iemocap_configs_build(arg):
+  import importlib.util
+  from tiny_config import ROOT
+  spec = importlib.util.spec_from_file_location("c", os.path.join(ROOT, "configs",
+                                                                  "dkdfmh_iemocap.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config(arg)
+  assert c.corpus.subset == "improvised" and c.method == "dkd"
+  if "beta_sweep" in arg:
+    assert c.stage_order == ("cnn_mha",) + tuple(f"dkd_beta{b}" for b in (1, 2, 4, 8, 16))
+  else:
+    assert c.stage_order == ("cnn_mha", "cnn", "kd", "tckd", "nckd", "dkd")
