@@ -24,6 +24,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Experiment config file, e.g. configs/quickstart.py. Any setting can be overridden with "
     "--config.<path>=<value>, e.g. --config.train.epochs=5 --config.stages.student_kd."
     "loss_cfg.temperature=4.", lock_config=True)
+_FOLDS = flags.DEFINE_string(
+    "folds", None, "Run only these folds (indices, e.g. '3,4' or '3-9'); the report covers "
+    "them. Several processes may share one --workdir with different --folds (e.g. one per "
+    "accelerator or core); a last run without --folds finds every fold done and reports all.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: resolved config, TensorBoard logs, per-fold checkpoints "
     "and teacher caches, report.{json,md}. Default: runs/<config.name>. Re-using it resumes.")
@@ -75,8 +79,29 @@ def check_corpus(workdir: str, corpus) -> None:
           file=sys.stderr)
 
 
-def run(config, workdir: str) -> dict:
-  """Runs every fold and stage of `config` under `workdir` and writes the report."""
+def parse_folds(spec: str | None, num_folds: int) -> list[int] | None:
+  """Fold indices of a --folds value ('3,4', '3-9', '0,2-4'); None runs every fold."""
+  from jaxser.errors import UserError
+  if not spec:
+    return None
+  picked = set()
+  for part in spec.split(","):
+    lo, _, hi = part.strip().partition("-")
+    try:
+      lo_i, hi_i = int(lo), int(hi or lo)
+    except ValueError:
+      raise UserError(f"--folds={spec}: {part!r} is not an index or a range like 3-9") from None
+    picked.update(range(lo_i, hi_i + 1))
+  bad = sorted(k for k in picked if not 0 <= k < num_folds)
+  if bad:
+    raise UserError(f"--folds={spec}: folds {bad} do not exist; this config has {num_folds} "
+                    f"folds, 0-{num_folds - 1}")
+  return sorted(picked)
+
+
+def run(config, workdir: str, folds_to_run: str | None = None) -> dict:
+  """Runs every fold (or those of `folds_to_run`, a --folds value) and stage of `config`
+  under `workdir` and writes the report."""
   from jaxser import experiment, profile, report, sharding
   from jaxser.data import folds as folds_lib
   from jaxser.data.registry import load_corpus
@@ -92,10 +117,13 @@ def run(config, workdir: str) -> dict:
   folds = folds_lib.make_folds(corpus.utterances, name, config.seed, **protocol)
   if max_folds:
     folds = folds[:max_folds]
+  picked = parse_folds(folds_to_run, len(folds))
   method = importlib.import_module(f"jaxser.methods.{config.method}")
   runner = experiment.Experiment(config, corpus, method, mesh, workdir)
   results = {}
   for k, fold in enumerate(folds):
+    if picked is not None and k not in picked:
+      continue
     results[fold.name] = {}
     for stage in config.stage_order:
       results[fold.name][stage] = runner.run_stage(stage, fold, k)
@@ -104,6 +132,7 @@ def run(config, workdir: str) -> dict:
   efficiency = (profile.efficiency(config, corpus.num_classes,
                                    {s: runner.inputs(s) for s in config.stage_order}, repeats)
                 if repeats else None)
+  folds = [f for f in folds if f.name in results]
   rep = report.write(workdir, config, corpus, folds, results, seconds=seconds,
                      efficiency=efficiency)
   print(report.summary(rep))
@@ -174,7 +203,7 @@ def main(argv):
   workdir = _WORKDIR.value or os.path.join("runs", config.name)
   from jaxser.errors import UserError
   try:
-    run(config, workdir)
+    run(config, workdir, _FOLDS.value)
   except (UserError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -88,6 +88,31 @@ def test_a_deleted_teacher_cache_is_rebuilt_from_the_best_checkpoint(tmp_path, c
   np.testing.assert_array_equal(np.load(os.path.join(cache_dir, "logits.npy")), before)
 
 
+def test_folds_run_separately_then_report_together(tmp_path, capsys):
+  config = tiny_quickstart(epochs=1)
+  config.protocol.max_folds = 2
+  workdir = str(tmp_path / "run")
+  part = train.run(config, workdir, "1")
+  assert set(part["per_fold"]["student_kd"]) == {"fold_1"}
+  assert not os.path.exists(os.path.join(workdir, "fold_0"))
+  capsys.readouterr()
+  whole = train.run(config, workdir)
+  out = capsys.readouterr().out
+  assert "fold_1 student_kd: done earlier" in out and "fold_0 student_kd: test UA" in out
+  assert whole["protocol"]["folds"] == 2
+  assert set(whole["per_fold"]["student_kd"]) == {"fold_0", "fold_1"}
+  assert whole["per_fold"]["student_kd"]["fold_1"] == part["per_fold"]["student_kd"]["fold_1"]
+
+
+def test_folds_flag_values():
+  assert train.parse_folds(None, 10) is None
+  assert train.parse_folds("0,2-4, 9", 10) == [0, 2, 3, 4, 9]
+  with pytest.raises(UserError, match=r"folds \[10\] do not exist; this config has 10"):
+    train.parse_folds("8-10", 10)
+  with pytest.raises(UserError, match="not an index"):
+    train.parse_folds("a", 10)
+
+
 def test_missing_workdir_parent_is_a_clear_error(tmp_path):
   with pytest.raises(UserError, match="parent directory .* does not exist"):
     train.run(tiny_quickstart(), str(tmp_path / "no" / "such" / "run"))
