@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Optional
+import logging
+import os
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -73,3 +75,34 @@ class Corpus:
       return self.waveforms[utt.id]
     from jaxser.features import audio  # local import: features depend on librosa
     return audio.load_wav(utt.path, self.sample_rate)
+
+
+def scan_wav_folder(corpus: str, root: str,
+                    parse: Callable[[str, str], Union[dict, str]]) -> tuple[list[Utterance],
+                                                                          collections.Counter]:
+  """Utterances of the .wav files in `root`, in name order, and counts of what was skipped.
+
+  `parse(stem, path)` gives the Utterance fields from the file name (speaker, label, ...)
+  or, for a file to skip, the reason (str) it is counted under. A file whose audio cannot
+  be read is skipped and counted by the reason; `corpus` names the corpus in warnings.
+  """
+  from jaxser.features import audio  # local import: features depend on librosa
+  log = logging.getLogger(__name__)
+  skipped: collections.Counter = collections.Counter()
+  utts = []
+  for fname in sorted(os.listdir(root)):
+    if fname.startswith(".") or not fname.lower().endswith(".wav"):
+      continue
+    path = os.path.join(root, fname)
+    fields = parse(fname[:-4], path)
+    if isinstance(fields, str):
+      skipped[fields] += 1
+      continue
+    try:
+      info = audio.probe(path)
+    except audio.AudioError as e:
+      skipped[e.reason] += 1
+      log.warning("%s: skipping %s", corpus, e)
+      continue
+    utts.append(Utterance(id=fname[:-4], path=path, duration=info.duration, **fields))
+  return utts, skipped

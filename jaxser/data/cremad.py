@@ -15,15 +15,13 @@ CREMA-D has no sessions or dialogues: `session`, `dialogue` are "" and `turn` is
 
 from __future__ import annotations
 
-import collections
 import csv
 import logging
 import os
 import re
 from typing import Optional, Sequence
 
-from jaxser.data.corpus import Corpus, Utterance
-from jaxser.features import audio
+from jaxser.data.corpus import Corpus, scan_wav_folder
 
 log = logging.getLogger(__name__)
 
@@ -81,40 +79,27 @@ def scan(manual_dir: str, sample_rate: int = 16000,
     if unknown:
       raise ValueError(f"CREMA-D: intensities {sorted(unknown)} unknown; choose from {INTENSITIES}")
   genders = _genders(manual_dir)
-  skipped: collections.Counter = collections.Counter()
-  utts = []
-  for fname in sorted(os.listdir(root)):
-    if fname.startswith(".") or not fname.lower().endswith(".wav"):
-      continue
-    path = os.path.join(root, fname)
-    m = _NAME_RE.match(fname[:-4])
+
+  def parse(stem: str, path: str):
+    m = _NAME_RE.match(stem)
     if not m:
-      skipped["bad file name"] += 1
       log.warning("CREMA-D: skipping %s: name is not <actor>_<sentence>_<emotion>_<level>",
                   path)
-      continue
+      return "bad file name"
     actor, sentence, emo, level = m.groups()
     if emo not in EMOTION_CODES:
-      skipped[f"label {emo}"] += 1
-      continue
+      return f"label {emo}"
     if sentence not in SENTENCES:
-      skipped[f"sentence {sentence}"] += 1
       log.warning("CREMA-D: skipping %s: unknown sentence code %s", path, sentence)
-      continue
+      return f"sentence {sentence}"
     if level not in INTENSITIES:
       log.warning("CREMA-D: %s has intensity code %s, not one of %s", path, level, INTENSITIES)
     if intensities is not None and level not in intensities:
-      skipped[f"intensity {level}"] += 1
-      continue
-    try:
-      info = audio.probe(path)
-    except audio.AudioError as e:
-      skipped[e.reason] += 1
-      log.warning("CREMA-D: skipping %s", e)
-      continue
-    utts.append(Utterance(id=fname[:-4], speaker=actor, label=EMOTION_CODES[emo], path=path,
-                          transcript=SENTENCES[sentence], duration=info.duration,
-                          gender=genders.get(actor, "")))
+      return f"intensity {level}"
+    return dict(speaker=actor, label=EMOTION_CODES[emo], transcript=SENTENCES[sentence],
+                gender=genders.get(actor, ""))
+
+  utts, skipped = scan_wav_folder("CREMA-D", root, parse)
   if not utts:
     raise FileNotFoundError(f"CREMA-D: no usable wav files in {root} "
                             f"(skipped: {dict(skipped)}); expected {LAYOUT}")

@@ -12,13 +12,11 @@ EmoDB has no sessions or dialogues: `session`, `dialogue` are "" and `turn` is -
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import re
 
-from jaxser.data.corpus import Corpus, Utterance
-from jaxser.features import audio
+from jaxser.data.corpus import Corpus, scan_wav_folder
 
 log = logging.getLogger(__name__)
 
@@ -57,31 +55,20 @@ def wav_dir(manual_dir: str) -> str:
 def scan(manual_dir: str, sample_rate: int = 16000) -> Corpus:
   """EmoDB utterances under `manual_dir`; audio is read lazily and resampled to `sample_rate`."""
   root = wav_dir(manual_dir)
-  skipped: collections.Counter = collections.Counter()
-  utts = []
-  for fname in sorted(os.listdir(root)):
-    if fname.startswith(".") or not fname.lower().endswith(".wav"):
-      continue
-    path = os.path.join(root, fname)
-    m = _NAME_RE.match(fname[:-4])
+
+  def parse(stem: str, path: str):
+    m = _NAME_RE.match(stem)
     if not m:
-      skipped["bad file name"] += 1
       log.warning("EmoDB: skipping %s: name does not match <speaker><text><emotion><version>",
                   path)
-      continue
+      return "bad file name"
     spk, text, emo, _ = m.groups()
     if emo not in EMOTION_CODES:
-      skipped[f"label {emo}"] += 1
-      continue
-    try:
-      info = audio.probe(path)
-    except audio.AudioError as e:
-      skipped[e.reason] += 1
-      log.warning("EmoDB: skipping %s", e)
-      continue
-    utts.append(Utterance(id=fname[:-4], speaker=spk, label=EMOTION_CODES[emo], path=path,
-                          transcript=SENTENCES.get(text, ""), duration=info.duration,
-                          gender=GENDER.get(spk, "")))
+      return f"label {emo}"
+    return dict(speaker=spk, label=EMOTION_CODES[emo], transcript=SENTENCES.get(text, ""),
+                gender=GENDER.get(spk, ""))
+
+  utts, skipped = scan_wav_folder("EmoDB", root, parse)
   if not utts:
     raise FileNotFoundError(f"EmoDB: no usable wav files in {root} (skipped: {dict(skipped)}); "
                             f"expected {LAYOUT}")
