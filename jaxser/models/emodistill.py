@@ -267,31 +267,28 @@ class EmoDistillStudent(nn.Module):
 # ----------------------------------------------------------------------------- loss glue
 
 
-def emodistill_loss_inputs(student: Mapping[str, Any], linguistic: Mapping[str, Any],
-                           prosodic: Mapping[str, Any]) -> dict[str, Any]:
+def emodistill_loss_inputs(student: Mapping[str, Any], linguistic: Optional[Mapping[str, Any]],
+                           prosodic: Optional[Mapping[str, Any]]) -> dict[str, Any]:
   """Keyword arguments of `losses.emodistill_loss` (all but labels / weights) from outputs.
 
   `student`: `EmoDistillStudent` output; `linguistic`, `prosodic`: the teachers' (or their
-  cached) 'logits' and 'embedding'. The student has one classifier: both KL terms compare
-  its logits y_S with a teacher's. Teacher values get no gradient.
+  cached) 'logits' and 'embedding', or None to leave that teacher out. The student has one
+  classifier: both KL terms compare its logits y_S with a teacher's. Teacher values get no
+  gradient.
   """
-  teacher = lambda out, key: jax.lax.stop_gradient(out[key])
-  args = {
-      "logits": student["logits"],
-      "student_logits_l": student["logits"],
-      "student_logits_p": student["logits"],
-      "teacher_logits_l": teacher(linguistic, "logits"),
-      "teacher_logits_p": teacher(prosodic, "logits"),
-      "student_emb_l": student["embedding_linguistic"],
-      "student_emb_p": student["embedding_prosodic"],
-      "teacher_emb_l": teacher(linguistic, "embedding"),
-      "teacher_emb_p": teacher(prosodic, "embedding"),
-  }
-  for kind in ("logits", "emb"):
-    for side in ("l", "p"):
+  args = {"logits": student["logits"]}
+  for side, which, teacher in (("l", "linguistic", linguistic), ("p", "prosodic", prosodic)):
+    if teacher is None:
+      continue
+    args.update({
+        f"student_logits_{side}": student["logits"],
+        f"teacher_logits_{side}": jax.lax.stop_gradient(teacher["logits"]),
+        f"student_emb_{side}": student[f"embedding_{which}"],
+        f"teacher_emb_{side}": jax.lax.stop_gradient(teacher["embedding"]),
+    })
+    for kind in ("logits", "emb"):
       s, t = args[f"student_{kind}_{side}"], args[f"teacher_{kind}_{side}"]
       if s.shape != t.shape:
-        which = "linguistic" if side == "l" else "prosodic"
         raise ValueError(
             f"emodistill: student {kind} {s.shape} and {which} teacher {kind} {t.shape} differ; "
             f"set the student's {which}_dim to the teacher's embedding width and use the same "
