@@ -67,7 +67,9 @@ def _pad_stack(seqs: list[np.ndarray], max_len: int | None) -> tuple[np.ndarray,
   if max_len is None:  # fixed-size vectors: nothing to pad, "length" is the vector size
     x = np.stack(seqs).astype(np.float32)
     return x, np.full(len(seqs), x.shape[1], np.int32)
-  out = np.zeros((len(seqs), max_len) + seqs[0].shape[1:], np.float32)
+  # Token ids stay integers (padded with id 0); everything else is float32.
+  dtype = np.int32 if np.issubdtype(seqs[0].dtype, np.integer) else np.float32
+  out = np.zeros((len(seqs), max_len) + seqs[0].shape[1:], dtype)
   lengths = np.zeros(len(seqs), np.int32)
   for i, s in enumerate(seqs):
     n = min(len(s), max_len)
@@ -97,8 +99,8 @@ def _frames_per_second(corpus: Corpus, cfg) -> float:
     return 1.0 / cfg.get("hop", 0.01)
   if cfg.kind == "egemaps_lld":
     return 100.0
-  raise ValueError(f"input kind {cfg.kind!r} is one vector per utterance and cannot be cut "
-                   "into segments; remove its `segment` setting")
+  raise ValueError(f"input kind {cfg.kind!r} has no time axis to cut into segments; "
+                   "remove its `segment` setting")
 
 
 def _segment_examples(corpus: Corpus, seqs: list[np.ndarray], cfg):
@@ -153,8 +155,16 @@ def egemaps_lld(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   return feats, int(round(cfg.max_seconds / 0.01))
 
 
+def tokens(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
+  """Transcript token ids (int32, [CLS] ... [SEP]) from the tokenizer of `cfg.checkpoint`."""
+  from jaxser.models.emodistill import tokenize
+  max_len = cfg.get("max_len", 64)
+  ids, lengths = tokenize([u.transcript for u in corpus.utterances], cfg.checkpoint, max_len)
+  return [row[:n] for row, n in zip(ids, lengths)], max_len
+
+
 KINDS = {"waveform": waveform, "logfbank": logfbank, "egemaps_functionals": egemaps_functionals,
-         "egemaps_lld": egemaps_lld}
+         "egemaps_lld": egemaps_lld, "tokens": tokens}
 
 
 def build_inputs(corpus: Corpus, cfg) -> InputArrays:

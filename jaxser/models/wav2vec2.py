@@ -158,6 +158,12 @@ PRESETS: dict[str, Wav2Vec2Config] = {
     "hubert-large-ll60k": Wav2Vec2Config(model_type="hubert", **_LARGE),
     "wav2vec2-base": Wav2Vec2Config(model_type="wav2vec2", **_BASE),
     "wav2vec2-large-lv60": Wav2Vec2Config(model_type="wav2vec2", **_LARGE),
+    # A HuBERT-shaped encoder small enough to train from scratch on a CPU (the HF feature
+    # extractor's 7 convs at 64 channels, 50 frames/s; 4 layers of width 128).
+    "small-hubert": Wav2Vec2Config(model_type="hubert", hidden_size=128, num_hidden_layers=4,
+                                   num_attention_heads=4, intermediate_size=512,
+                                   conv_dim=(64,) * 7, num_conv_pos_embeddings=32,
+                                   num_conv_pos_embedding_groups=4),
     "tiny-hubert": Wav2Vec2Config(model_type="hubert", **_TINY),
     "tiny-hubert-large": Wav2Vec2Config(model_type="hubert", feat_extract_norm="layer",
                                         do_stable_layer_norm=True, conv_bias=True, **_TINY),
