@@ -14,6 +14,7 @@ from clu import metric_writers
 from jaxser import io_utils, sharding, trainer
 from jaxser.checkpoints import StageCheckpoints
 from jaxser.data import teacher_cache
+from jaxser.data.augment import NoiseAugment
 from jaxser.data.inputs import build_inputs
 from jaxser.data.pipeline import Pipeline
 from jaxser.errors import UserError
@@ -79,6 +80,21 @@ class Experiment:
       self._inputs[key] = build_inputs(self.corpus, self.config.stages[name].input)
     return self._inputs[key]
 
+  def _noise(self, name, inputs, train_ids):
+    """The stage's training-noise augmenter (`stages.<name>.noise`), or None."""
+    cfg = self.config.stages[name].get("noise")
+    if not cfg:
+      return None
+    if self.config.stages[name].input.kind != "waveform":
+      raise UserError(f"config.stages.{name}.noise adds noise to waveforms, but the stage's "
+                      f"input kind is {self.config.stages[name].input.kind!r}")
+    utts = inputs.example_utts(inputs.ids)
+    speaker = {u.id: u.speaker for u in self.corpus.utterances}
+    return NoiseAugment(cfg, inputs, list(train_ids),
+                        {i: speaker[u] for i, u in zip(inputs.ids.tolist(), utts.tolist())},
+                        self.corpus.sample_rate, self.config.seed,
+                        bool(self.config.stages[name].input.get("normalize", True)))
+
   def _needed_later(self, name) -> bool:
     return any(name in self.config.stages[s].get("teachers", ())
                for s in self.config.stage_order)
@@ -142,6 +158,7 @@ class Experiment:
     labels = lambda ids: np.asarray([self._labels[i] for i in ids], np.int32)
     eval_ds = lambda ids: pipeline.dataset(inputs.example_ids(ids, train=False),
                                            tcfg.eval_batch_size, train=False)
+    augment = self._noise(name, inputs, train_ids)
     ckpts = StageCheckpoints(os.path.join(stage_dir, "checkpoints"))
     writer = metric_writers.create_default_writer(
         os.path.join(self.workdir, "logs", fold.name, name), asynchronous=False)
@@ -150,7 +167,8 @@ class Experiment:
         meta = trainer.fit(
             state=state, train_step=steps["train"], predict_step=steps["predict"],
             train_data=lambda e: pipeline.dataset(train_ids, tcfg.batch_size, train=True,
-                                                  seed=self.config.seed, epoch=e),
+                                                  seed=self.config.seed, epoch=e,
+                                                  augment=augment),
             valid_data=eval_ds(fold.valid), valid_labels=labels(fold.valid),
             valid_groups=_groups(inputs, fold.valid),
             num_classes=self.corpus.num_classes, cfg=tcfg, steps_per_epoch=steps_per_epoch,

@@ -59,9 +59,23 @@ class Pipeline:
     for cache in self.caches.values():
       cache.rows(ids)  # raises naming the cache and the missing ids
 
+  def _augmented(self, augment, epoch: int):
+    """`_join`, then `augment(ids, x, length, epoch)` replaces the batch's x (NumPy, on host)."""
+    def join(ids):
+      batch = self._join(ids)
+      x = tf.numpy_function(lambda i, x, n: augment(i, x, n, epoch),
+                            [ids, batch["x"], batch["length"]], tf.float32, stateful=False)
+      x.set_shape(batch["x"].shape)
+      return {**batch, "x": x}
+    return join
+
   def dataset(self, ids: Sequence[str], batch_size: int, *, train: bool, seed: int = 0,
-              epoch: int = 0) -> tf.data.Dataset:
-    """Train: shuffled full batches. Eval: in order, last batch padded with mask 0."""
+              epoch: int = 0, augment=None) -> tf.data.Dataset:
+    """Train: shuffled full batches. Eval: in order, last batch padded with mask 0.
+
+    `augment(ids, x, length, epoch) -> x` (e.g. data.augment.NoiseAugment) alters training
+    batches; it must depend only on its arguments, so batches stay reproducible.
+    """
     ids = np.asarray(list(ids))
     self._check(ids.tolist())
     if train:
@@ -75,7 +89,8 @@ class Pipeline:
       mask = np.concatenate([np.ones(len(ids), np.float32), np.zeros(pad, np.float32)])
       ids = np.concatenate([ids, np.repeat(ids[:1], pad)])
     ds = tf.data.Dataset.from_tensor_slices(ids).batch(batch_size, drop_remainder=train)
-    ds = ds.map(self._join, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    join = self._augmented(augment, epoch) if (train and augment is not None) else self._join
+    ds = ds.map(join, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if not train:
       masks = tf.data.Dataset.from_tensor_slices(mask).batch(batch_size)
       ds = tf.data.Dataset.zip(ds, masks).map(lambda b, m: {**b, "mask": m})
