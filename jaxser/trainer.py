@@ -81,9 +81,10 @@ def _variables(params, batch_stats):
   return {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
 
 
-def create_state(model: nn.Module, batch: dict, tx, rng) -> TrainState:
+def create_state(model: nn.Module, batch: dict, tx, rng, init_variables=None) -> TrainState:
   """Initialises params and batch stats from a host batch's shapes (and a checkpoint, if the
-  model has `load_pretrained`)."""
+  model has `load_pretrained`); `init_variables(variables) -> variables` then sets any
+  (e.g. copies a teacher's layers) before the optimizer state is made."""
   init_rng, state_rng = jax.random.split(rng)
   variables = jax.jit(functools.partial(model.init, train=False))(
       {"params": init_rng, "dropout": init_rng}, batch["x"], batch["length"])
@@ -91,6 +92,8 @@ def create_state(model: nn.Module, batch: dict, tx, rng) -> TrainState:
   # `load_pretrained(variables) -> variables`, on the host, once per stage.
   if hasattr(model, "load_pretrained"):
     variables = model.load_pretrained(flax.core.unfreeze(variables))
+  if init_variables is not None:
+    variables = init_variables(flax.core.unfreeze(variables))
   params = variables["params"]
   batch_stats = variables.get("batch_stats", {})
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,

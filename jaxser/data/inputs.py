@@ -44,11 +44,15 @@ class InputArrays:
     split = "train" if train else "eval"
     return self.ids[[r for u in utt_ids for r in self._rows_by_utt[(u, split)]]]
 
+  def rows(self, example_ids) -> list[int]:
+    """Row of each example id in the arrays."""
+    return [self._row_of_id[i] for i in example_ids]
+
   def example_utts(self, example_ids) -> np.ndarray:
     """Utterance of each example id."""
     if not self.segmented:
       return np.asarray(list(example_ids))
-    return self.utt[[self._row_of_id[i] for i in example_ids]]
+    return self.utt[self.rows(example_ids)]
 
   @functools.cached_property
   def _rows_by_utt(self) -> dict[tuple[str, str], list[int]]:

@@ -11,9 +11,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import flax
+import jax
 import numpy as np
 
 from jaxser import io_utils
+
+PARAMS_FILE = "params.msgpack"
 
 
 @dataclasses.dataclass
@@ -33,8 +37,13 @@ class TeacherCache:
     return np.asarray([index[i] for i in ids], np.int64)
 
 
-def write(path: str, ids, arrays: dict[str, np.ndarray], meta: dict, fp16: bool = False):
-  """Writes a cache directory atomically; floating arrays stored as fp16 when asked."""
+def write(path: str, ids, arrays: dict[str, np.ndarray], meta: dict, fp16: bool = False,
+          params=None):
+  """Writes a cache directory atomically; floating arrays stored as fp16 when asked.
+
+  `params` (a pytree), when given, is stored too (`params.msgpack`), for a later stage
+  that starts from the teacher's weights (`read_params`).
+  """
   ids = np.asarray(list(ids))
   for key, arr in arrays.items():
     if len(arr) != len(ids):
@@ -46,6 +55,9 @@ def write(path: str, ids, arrays: dict[str, np.ndarray], meta: dict, fp16: bool 
       if fp16 and np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float16)
       np.save(os.path.join(tmp, f"{key}.npy"), arr)
+    if params is not None:
+      with open(os.path.join(tmp, PARAMS_FILE), "wb") as f:
+        f.write(flax.serialization.msgpack_serialize(jax.device_get(params)))
     io_utils.write_json(os.path.join(tmp, "meta.json"), {**meta, "keys": sorted(arrays)})
 
 
@@ -64,3 +76,12 @@ def read_if_fresh(path: str, expected: dict):
   if any(cache.meta.get(k) != v for k, v in expected.items()):
     return None
   return cache
+
+
+def read_params(path: str):
+  """The teacher params stored with the cache at `path`, or None when it holds none."""
+  file = os.path.join(path, PARAMS_FILE)
+  if not os.path.exists(file):
+    return None
+  with open(file, "rb") as f:
+    return flax.serialization.msgpack_restore(f.read())

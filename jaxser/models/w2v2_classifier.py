@@ -48,7 +48,8 @@ _FrozenFeaturesModel = nn.map_variables(w2v.Wav2Vec2Model, "params",
 
 
 class W2V2Classifier(nn.Module):
-  """Waveform [B, S] (+ valid lengths) -> {'logits', 'embedding' (pooled projector output)}.
+  """Waveform [B, S] (+ valid lengths) -> {'logits', 'embedding' (pooled projector output),
+  and with `output_hidden_states` 'hidden_states', 'frame_mask'}.
 
   Settings: `preset` (a `wav2vec2.PRESETS` name: the encoder shape for training from
   scratch) or `checkpoint` (an HF model directory or a hub name in the local HF cache;
@@ -58,7 +59,10 @@ class W2V2Classifier(nn.Module):
   attention_mask, in attention and in the mean pooling; False: HF called without one,
   every frame attends and is pooled, as in the LiteCNN authors' code);
   `use_weighted_layer_sum` (from the checkpoint's config.json when it has the key);
-  `load_heads` (load projector / classifier / layer_weights when the checkpoint has them).
+  `load_heads` (load projector / classifier / layer_weights when the checkpoint has them);
+  `output_hidden_states` (also 'hidden_states' [B, L + 1, T, D], HF's order, and
+  'frame_mask' [B, T]: what MLKD distils and caches); `num_hidden_layers` (0: the
+  preset's / checkpoint's; MLKD's students keep half the teacher's, `init_from_teacher`).
   """
 
   num_classes: int
@@ -70,6 +74,8 @@ class W2V2Classifier(nn.Module):
   mask_padding: bool = True
   use_weighted_layer_sum: bool = False
   load_heads: bool = True
+  output_hidden_states: bool = False
+  num_hidden_layers: int = 0
   remat: bool = False
 
   # Helpers below are `nowrap`: they run on the unbound module too (load_pretrained builds
@@ -95,6 +101,8 @@ class W2V2Classifier(nn.Module):
     if self.dropout is not None:
       cfg = cfg.replace(hidden_dropout=self.dropout, attention_dropout=self.dropout,
                         activation_dropout=self.dropout)
+    if self.num_hidden_layers:
+      cfg = cfg.replace(num_hidden_layers=self.num_hidden_layers)
     return cfg
 
   @nn.nowrap
@@ -123,7 +131,11 @@ class W2V2Classifier(nn.Module):
     pooled = layers.masked_mean(h, frames)
     logits = nn.Dense(self.num_classes, kernel_init=dense_init, name="classifier")(pooled)
     chex.assert_shape(logits, (x.shape[0], self.num_classes))
-    return {"logits": logits, "embedding": pooled}
+    result = {"logits": logits, "embedding": pooled}
+    if self.output_hidden_states:  # batch-major, so a teacher cache keeps one row per example
+      result["hidden_states"] = jnp.stack(out["hidden_states"], axis=1)  # [B, L + 1, T, D]
+      result["frame_mask"] = out["frame_mask"]  # [B, T]
+    return result
 
   @nn.nowrap
   def load_pretrained(self, variables):
@@ -160,3 +172,30 @@ class W2V2Classifier(nn.Module):
                            f"the encoder needs {params['layer_weights'].shape}")
         params["layer_weights"] = jnp.asarray(state["layer_weights"], jnp.float32)
     return {**variables, "params": params}
+
+  @nn.nowrap
+  def init_from_teacher(self, variables, teacher_params, layers):
+    """`variables` with a teacher W2V2Classifier's params: its encoder layers `layers`
+    (1-based; MLKD: the even ones) in order, everything else (features, positional conv,
+    projector, classifier) copied as is. Shapes must match: a layer-count change only."""
+    cfg = self.encoder_config()
+    name = cfg.model_type
+    if name not in teacher_params:
+      raise ValueError(f"init_from: the teacher has no {name!r} encoder (its params: "
+                       f"{sorted(teacher_params)})")
+    teacher_cfg = cfg.replace(num_hidden_layers=len(teacher_params[name]["encoder"]["layers"]))
+    student_cfg, encoder = w2v.distil_from_teacher(teacher_cfg, {"params": teacher_params[name]},
+                                                   layers)
+    if student_cfg.num_hidden_layers != cfg.num_hidden_layers:
+      raise ValueError(f"init_from: {len(layers)} teacher layers {tuple(layers)} for a student "
+                       f"of {cfg.num_hidden_layers} layers; give one teacher layer per layer")
+    params = unfreeze(variables["params"])
+    new = {**{k: v for k, v in teacher_params.items() if k in params}, name: encoder["params"]}
+    bad = [k for k in params if k not in new]
+    if bad:
+      raise ValueError(f"init_from: the teacher has no {bad} to copy")
+    shapes = lambda t: jax.tree.map(np.shape, t)
+    if shapes(new) != shapes(params):
+      raise ValueError("init_from: teacher and student shapes differ beyond the layer count; "
+                       "give the student the teacher's preset / checkpoint and projector_size")
+    return {**variables, "params": new}

@@ -147,6 +147,10 @@ _BASE = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, inte
 _LARGE = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
               intermediate_size=4096, feat_extract_norm="layer", do_stable_layer_norm=True,
               conv_bias=True)
+# Small enough to train from scratch on a CPU: the HF feature extractor's 7 convs at 64
+# channels (50 frames/s), 4 layers of width 128.
+_SMALL = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512,
+              conv_dim=(64,) * 7, num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=4)
 _TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
              conv_dim=(16, 16, 16), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
              num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
@@ -158,12 +162,8 @@ PRESETS: dict[str, Wav2Vec2Config] = {
     "hubert-large-ll60k": Wav2Vec2Config(model_type="hubert", **_LARGE),
     "wav2vec2-base": Wav2Vec2Config(model_type="wav2vec2", **_BASE),
     "wav2vec2-large-lv60": Wav2Vec2Config(model_type="wav2vec2", **_LARGE),
-    # A HuBERT-shaped encoder small enough to train from scratch on a CPU (the HF feature
-    # extractor's 7 convs at 64 channels, 50 frames/s; 4 layers of width 128).
-    "small-hubert": Wav2Vec2Config(model_type="hubert", hidden_size=128, num_hidden_layers=4,
-                                   num_attention_heads=4, intermediate_size=512,
-                                   conv_dim=(64,) * 7, num_conv_pos_embeddings=32,
-                                   num_conv_pos_embedding_groups=4),
+    "small-hubert": Wav2Vec2Config(model_type="hubert", **_SMALL),
+    "small-wav2vec2": Wav2Vec2Config(model_type="wav2vec2", **_SMALL),
     "tiny-hubert": Wav2Vec2Config(model_type="hubert", **_TINY),
     "tiny-hubert-large": Wav2Vec2Config(model_type="hubert", feat_extract_norm="layer",
                                         do_stable_layer_norm=True, conv_bias=True, **_TINY),
