@@ -8,6 +8,7 @@ import time
 import zlib
 
 import jax
+import ml_collections
 import numpy as np
 from clu import metric_writers
 
@@ -15,7 +16,7 @@ from jaxser import io_utils, sharding, trainer
 from jaxser.checkpoints import StageCheckpoints
 from jaxser.data import teacher_cache
 from jaxser.data.augment import NoiseAugment
-from jaxser.data.inputs import build_inputs
+from jaxser.data.inputs import InputArrays, build_inputs
 from jaxser.data.pipeline import Pipeline
 from jaxser.errors import UserError
 from jaxser.models.registry import build_model
@@ -55,6 +56,10 @@ class Experiment:
         if t not in names[:i]:
           raise UserError(f"config.stages.{name}.teachers names {t!r}, which is not a stage "
                           f"before it; stages in order: {names}")
+      source = self._init_source(name)
+      if source and source not in names[:i]:
+        raise UserError(f"config.stages.{name}.init_from.stage names {source!r}, which is not "
+                        f"a stage before it; stages in order: {names}")
       if not hasattr(method, config.stages[name].loss):
         raise UserError(f"config.stages.{name}.loss={config.stages[name].loss!r} is not a loss "
                         f"of method {config.method!r} ({method.__file__})")
@@ -67,11 +72,20 @@ class Experiment:
                   if v is not None})
     return cfg
 
+  def _init_source(self, name) -> str:
+    """The stage whose weights `name` starts from (`stages.<name>.init_from.stage`), or ""."""
+    return (self.config.stages[name].get("init_from") or {}).get("stage", "")
+
   def stage_hash(self, name) -> str:
     stage = self.config.stages[name]
+    sources = list(stage.get("teachers", ())) + ([self._init_source(name)]
+                                                 if self._init_source(name) else [])
+    # The noisy test grid is part of a stage's result; hashed only when set, so results of
+    # configs without one keep their hashes.
+    grid = [to_dict(self.config.eval_noise)] if self.config.get("eval_noise") else []
     return config_hash(to_dict(self.config.corpus), to_dict(self.config.protocol), self.config.seed,
                        self.config.method, to_dict(stage), to_dict(self.stage_train_cfg(name)),
-                       [self.stage_hash(t) for t in stage.get("teachers", ())])
+                       [self.stage_hash(t) for t in sources], *grid)
 
   def inputs(self, name):
     spec = to_dict(self.config.stages[name].input)
@@ -80,24 +94,71 @@ class Experiment:
       self._inputs[key] = build_inputs(self.corpus, self.config.stages[name].input)
     return self._inputs[key]
 
-  def _noise(self, name, inputs, train_ids):
-    """The stage's training-noise augmenter (`stages.<name>.noise`), or None."""
-    cfg = self.config.stages[name].get("noise")
+  def _noise(self, name, inputs, train_ids, cfg=None, seed=None):
+    """A noise augmenter over `inputs` (default: the stage's training noise,
+    `stages.<name>.noise`), or None when the stage has none."""
+    where = f"config.stages.{name}.noise" if cfg is None else "config.eval_noise"
+    cfg = cfg if cfg is not None else self.config.stages[name].get("noise")
     if not cfg:
       return None
     if self.config.stages[name].input.kind != "waveform":
-      raise UserError(f"config.stages.{name}.noise adds noise to waveforms, but the stage's "
-                      f"input kind is {self.config.stages[name].input.kind!r}")
+      raise UserError(f"{where} adds noise to waveforms, but stage {name!r} has input kind "
+                      f"{self.config.stages[name].input.kind!r}")
     utts = inputs.example_utts(inputs.ids)
     speaker = {u.id: u.speaker for u in self.corpus.utterances}
     return NoiseAugment(cfg, inputs, list(train_ids),
                         {i: speaker[u] for i, u in zip(inputs.ids.tolist(), utts.tolist())},
-                        self.corpus.sample_rate, self.config.seed,
+                        self.corpus.sample_rate, self.config.seed if seed is None else seed,
                         bool(self.config.stages[name].input.get("normalize", True)))
+
+  def _noise_grid(self, name, inputs, train_ids, fold, steps, state) -> dict:
+    """Test metrics with every test utterance mixed with each `config.eval_noise` type at
+    each SNR ({"white@0": {ua, wa}, ...}); the same noisy copies for every stage."""
+    grid_cfg = self.config.get("eval_noise")
+    if not grid_cfg or self.config.stages[name].input.kind != "waveform":
+      return {}
+    test_ids = inputs.example_ids(fold.test, train=False)
+    rows = inputs.rows(test_ids.tolist())
+    x, length = inputs.x[rows], inputs.length[rows]
+    labels = np.asarray([self._labels[u] for u in fold.test], np.int32)
+    out = {}
+    for kind in grid_cfg.types:
+      for snr in grid_cfg.snr_db:
+        one = ml_collections.ConfigDict({**to_dict(grid_cfg), "types": (kind,),
+                                         "snr_db": (float(snr),)})
+        aug = self._noise(name, inputs, train_ids, cfg=one, seed=(self.config.seed, 1))
+        noisy = InputArrays(ids=test_ids, x=aug(test_ids, x, length, 0), length=length,
+                            label=inputs.label[rows])
+        ds = Pipeline(noisy).dataset(test_ids, self.stage_train_cfg(name).eval_batch_size,
+                                     train=False)
+        m = trainer.evaluate(steps["predict"], state, ds, labels, self.corpus.num_classes,
+                             _groups(inputs, fold.test))["metrics"]
+        out[f"{kind}@{snr:g}"] = {"ua": m["ua"], "wa": m["wa"]}
+    return out
 
   def _needed_later(self, name) -> bool:
     return any(name in self.config.stages[s].get("teachers", ())
-               for s in self.config.stage_order)
+               for s in self.config.stage_order) or self._weights_needed_later(name)
+
+  def _weights_needed_later(self, name) -> bool:
+    return any(self._init_source(s) == name for s in self.config.stage_order)
+
+  def _init_variables(self, name, model, fold_dir):
+    """`create_state`'s init_variables for a stage with `init_from` (None without)."""
+    spec = self.config.stages[name].get("init_from")
+    if not spec:
+      return None
+    if not hasattr(model, "init_from_teacher"):
+      raise UserError(f"config.stages.{name}.init_from: model "
+                      f"{self.config.stages[name].model.name!r} cannot start from a teacher")
+    path = os.path.join(fold_dir, "cache", spec.stage)
+    fresh = teacher_cache.read_if_fresh(path, {"teacher": spec.stage,
+                                               "hash": self.stage_hash(spec.stage)})
+    params = teacher_cache.read_params(path) if fresh is not None else None
+    if params is None:
+      raise RuntimeError(f"{path} holds no current weights of {spec.stage!r} for {name!r} to "
+                         "start from; delete that directory and re-run to rebuild it")
+    return lambda variables: model.init_from_teacher(variables, params, tuple(spec.layers))
 
   # -- steps, compiled once per stage and reused by every fold -----------------------------
   def _compiled(self, name, steps_per_epoch):
@@ -153,7 +214,7 @@ class Experiment:
     rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.config.seed), fold_index),
                              zlib.crc32(name.encode()))
     state = trainer.create_state(steps["model"], {"x": inputs.x[:1], "length": inputs.length[:1]},
-                                 steps["tx"], rng)
+                                 steps["tx"], rng, self._init_variables(name, steps["model"], fold_dir))
     state = sharding.put_replicated(state, self.mesh)
     labels = lambda ids: np.asarray([self._labels[i] for i in ids], np.int32)
     eval_ds = lambda ids: pipeline.dataset(inputs.example_ids(ids, train=False),
@@ -185,7 +246,8 @@ class Experiment:
       outs = trainer.predict(steps["predict"], best,
                              pipeline.dataset(ids, tcfg.eval_batch_size, train=False))
       teacher_cache.write(cache_path, ids, outs, {**cache_meta, "best_epoch": best_meta["epoch"]},
-                          fp16=bool(stage.get("cache_fp16", False)))
+                          fp16=bool(stage.get("cache_fp16", False)),
+                          params=best.params if self._weights_needed_later(name) else None)
     if done is not None:
       print(f"{fold.name} {name}: teacher cache rebuilt from the best checkpoint")
       return done
@@ -198,6 +260,7 @@ class Experiment:
         "history": meta["history"], "seconds": round(time.time() - start, 1),
         "predictions": {"ids": list(fold.test),
                         "pred": test["outputs"]["logits"].argmax(1).tolist()},
+        "noisy": self._noise_grid(name, inputs, train_ids, fold, steps, best),
     }
     io_utils.write_json(result_path, result)
     print(f"{fold.name} {name}: test UA {result['test']['ua']:.3f} WA {result['test']['wa']:.3f} "

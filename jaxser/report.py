@@ -127,11 +127,45 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
       "stages": stages, "summary": summary, "per_fold": per_fold,
       "compare": [paired_differences(results, folds, a, b) for a, b in pairs],
       "efficiency": efficiency_section(config, efficiency) if efficiency else {},
+      "noisy": noise_grid(results, folds, stages),
       "seconds": round(seconds, 1), "config": to_dict(config),
   }
   io_utils.write_json(os.path.join(workdir, "report.json"), rep)
   io_utils.write_text(os.path.join(workdir, "report.md"), markdown(rep))
   return rep
+
+
+def noise_grid(results, folds, stages) -> dict:
+  """stage -> condition ("white@0", ...) -> mean ± std UA and WA over folds, for stages
+  evaluated on the noisy test grid (config.eval_noise)."""
+  out = {}
+  for stage in stages:
+    grids = [results[f.name][stage].get("noisy") or {} for f in folds]
+    if not all(grids):
+      continue
+    out[stage] = {c: {m: dict(zip(("mean", "std"),
+                                  metrics_lib.mean_std(g[c][m] for g in grids)))
+                      for m in ("ua", "wa")} for c in grids[0]}
+  return out
+
+
+def _noise_lines(rep) -> list[str]:
+  grid = rep.get("noisy") or {}
+  if not grid:
+    return []
+  lines = ["", "## Noisy test speech: mean UA over folds (%)", "",
+           "Every test utterance mixed with each noise type at each SNR (fixed seeds); "
+           "`clean` repeats the test UA above."]
+  for stage, cells in grid.items():
+    types = list(dict.fromkeys(c.split("@")[0] for c in cells))
+    snrs = list(dict.fromkeys(c.split("@")[1] for c in cells))
+    clean = rep["summary"][stage]["ua"]["mean"]
+    lines += ["", f"**{stage}** (clean: {100 * clean:.2f})", "",
+              "| SNR (dB) | " + " | ".join(types) + " |", "|---|" + "---:|" * len(types)]
+    for snr in sorted(snrs, key=float):
+      lines.append(f"| {snr} | " + " | ".join(
+          f"{100 * cells[f'{t}@{snr}']['ua']['mean']:.2f}" for t in types) + " |")
+  return lines
 
 
 def _pm(s) -> str:
@@ -208,6 +242,7 @@ def markdown(rep) -> str:
     lines.append(f"| {stage} | {s['params']:,} | " + " | ".join(_pm(s[m]) for m in METRICS) + " |")
   lines += _compare_lines(rep)
   lines += _efficiency_lines(rep)
+  lines += _noise_lines(rep)
   lines += ["", "## UA / WA per fold (%)", "",
             "| fold | " + " | ".join(f"{s} UA | {s} WA" for s in rep["stages"]) + " |",
             "|---|" + "---:|---:|" * len(rep["stages"])]

@@ -18,9 +18,12 @@ from jaxser.features import audio, noise as noise_lib
 
 
 class NoiseAugment:
-  """`(ids, x [B, S], length [B], epoch) -> noisy x`, deterministic in (seed, epoch, id)."""
+  """`(ids, x [B, S], length [B], epoch) -> noisy x`, deterministic in (seed, epoch, id).
 
-  def __init__(self, cfg, inputs, train_ids, speaker_of: dict, sample_rate: int, seed: int,
+  `seed`: an int or a tuple of ints (the evaluation grid uses its own stream).
+  """
+
+  def __init__(self, cfg, inputs, train_ids, speaker_of: dict, sample_rate: int, seed,
                normalize: bool):
     self.types = tuple(cfg.types)
     self.snrs = tuple(float(s) for s in cfg.snr_db)
@@ -40,7 +43,8 @@ class NoiseAugment:
 
   def draw(self, utt_id: str, epoch: int) -> tuple[str, float, np.random.Generator]:
     """The noise type, SNR and generator of `utt_id` in `epoch`."""
-    rng = np.random.default_rng([self.seed, epoch, zlib.crc32(utt_id.encode())])
+    rng = np.random.default_rng([*np.atleast_1d(self.seed).tolist(), epoch,
+                                 zlib.crc32(utt_id.encode())])
     return (self.types[rng.integers(len(self.types))], self.snrs[rng.integers(len(self.snrs))],
             rng)
 
