@@ -1,0 +1,107 @@
+"""MLKD: student initialised from the teacher's even layers, layer-paired hidden-state loss,
+and a tiny end-to-end run with noisy training and the noisy test grid."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax.traverse_util import flatten_dict
+
+from jaxser import losses, train
+from jaxser.data import teacher_cache
+from jaxser.methods import mlkd
+from jaxser.models.w2v2_classifier import W2V2Classifier
+from tiny_config import load_config
+
+
+def _init(model, seed):
+  x = jnp.zeros((1, 4000), jnp.float32)
+  return jax.jit(lambda k: model.init({"params": k}, x, jnp.array([4000])))(jax.random.key(seed))
+
+
+def test_student_starts_from_the_teachers_even_layers():
+  teacher = W2V2Classifier(4, preset="tiny-wav2vec2", num_hidden_layers=4, projector_size=8)
+  student = W2V2Classifier(4, preset="tiny-wav2vec2", num_hidden_layers=2, projector_size=8)
+  t_params = jax.device_get(_init(teacher, 0)["params"])
+  fresh = jax.device_get(_init(student, 1))
+  out = student.init_from_teacher(fresh, t_params, (2, 4))["params"]
+  enc_s, enc_t = out["wav2vec2"]["encoder"]["layers"], t_params["wav2vec2"]["encoder"]["layers"]
+  assert sorted(enc_s) == ["0", "1"]
+  for s_layer, t_layer in (("0", "1"), ("1", "3")):  # student layer i <- teacher layer 2i
+    a, b = flatten_dict(enc_s[s_layer]), flatten_dict(enc_t[t_layer])
+    assert a.keys() == b.keys()
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  rest = lambda p: {k: v for k, v in flatten_dict(p).items() if "layers" not in k}
+  rs, rt = rest(out), rest(t_params)
+  assert rs.keys() == rt.keys()
+  for k in rs:
+    np.testing.assert_array_equal(rs[k], rt[k])
+  # The student's own fresh layers are gone: these are not the values it was initialised with.
+  assert not np.array_equal(flatten_dict(enc_s["0"])[("attention", "k_proj", "kernel")],
+                            flatten_dict(fresh["params"]["wav2vec2"]["encoder"]["layers"]["0"])[
+                                ("attention", "k_proj", "kernel")])
+
+
+def test_hidden_state_loss_pairs_layers_and_ignores_padding():
+  rng = np.random.default_rng(0)
+  b, t, d = 3, 6, 4
+  student = {"logits": jnp.asarray(rng.standard_normal((b, 5)), jnp.float32),
+             "hidden_states": jnp.asarray(rng.standard_normal((b, 3, t, d)), jnp.float32),
+             "frame_mask": jnp.asarray(np.arange(t)[None, :] < np.array([[6], [4], [2]]))}
+  teacher_h = rng.standard_normal((b, 5, t, d)).astype(np.float32)
+  teacher = {"T": {"logits": jnp.asarray(rng.standard_normal((b, 5)), jnp.float32),
+                   "hidden_states": jnp.asarray(teacher_h)}}
+  batch = {"label": jnp.asarray([0, 1, 2]), "mask": jnp.ones(b)}
+  cfg = ml_collections.ConfigDict(dict(teacher="T", alpha=0.7, temperature=7.0, layer_map=()))
+  total, parts = mlkd.mlkd(student, teacher, batch, cfg)
+  fm = np.asarray(student["frame_mask"], np.float64)
+  want = 0.0
+  for t_layer, s_layer in ((2, 1), (4, 2)):
+    sq = ((np.asarray(student["hidden_states"])[:, s_layer] - teacher_h[:, t_layer]) ** 2).sum(-1)
+    want += (sq * fm).sum() / (fm.sum() * d)
+  np.testing.assert_allclose(float(parts["mse"]), want, rtol=1e-5)
+  np.testing.assert_allclose(float(total), 0.7 * float(parts["kd"]) + 0.3 * float(parts["ce"])
+                             + want, rtol=1e-5)
+  # Unpaired teacher layers (0, 1, 3) and padded frames do not count.
+  changed = teacher_h.copy()
+  changed[:, [0, 1, 3]] += 5.0
+  changed[1, :, 4:] += 5.0
+  changed[2, :, 2:] += 5.0
+  teacher["T"]["hidden_states"] = jnp.asarray(changed)
+  np.testing.assert_allclose(float(mlkd.mlkd(student, teacher, batch, cfg)[1]["mse"]), want,
+                             rtol=1e-5)
+
+
+def test_tiny_mlkd_run_with_noisy_training_and_test_grid(tmp_path):
+  c = load_config("mlkd_emodb")
+  c.corpus = dict(name="synthetic", seed=0, num_speakers=8, utterances_per_speaker=4,
+                  min_seconds=0.5, max_seconds=1.0)
+  c.protocol = dict(name="speaker_kfold", num_folds=4, valid_speakers=1, max_folds=1)
+  c.train.update(dict(epochs=1, batch_size=4, eval_batch_size=8))
+  c.eval_noise.update(dict(types=("white", "babble"), snr_db=(0.0, 10.0), babble_k=2))
+  c.report.latency_repeats = 2
+  for name, stage in c.stages.items():
+    stage.input.max_seconds = 0.5
+    stage.model.update(dict(preset="tiny-wav2vec2", projector_size=8))
+    if name != "teacher":
+      stage.noise.update(dict(types=("pink", "babble"), babble_k=2))
+  c.stages.teacher.model.num_hidden_layers = 4
+  c.stages.teacher.train.learning_rate = None
+  workdir = str(tmp_path / "run")
+  rep = train.run(c, workdir)
+  cache_dir = os.path.join(workdir, "fold_0", "cache", "teacher")
+  cache = teacher_cache.read(cache_dir)
+  # 4 layers + the encoder input; tiny-wav2vec2's convs give 399 frames for 0.5 s.
+  assert cache.arrays["hidden_states"].shape[1:3] == (5, 399)
+  assert cache.arrays["hidden_states"].dtype == np.float16
+  assert teacher_cache.read_params(cache_dir) is not None
+  for stage in c.stage_order:
+    result = json.load(open(os.path.join(workdir, "fold_0", stage, "result.json")))
+    assert sorted(result["noisy"]) == ["babble@0", "babble@10", "white@0", "white@10"]
+  assert set(rep["noisy"]) == set(c.stage_order)
+  md = open(os.path.join(workdir, "report.md")).read()
+  assert "Noisy test speech" in md and "| 0 |" in md
