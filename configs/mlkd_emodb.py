@@ -32,7 +32,8 @@ SNRS = (0.0, 5.0, 10.0, 20.0)
 
 def build(name: str, corpus: dict, protocol: dict, *, teacher: dict, student: dict,
           student_layers: tuple, max_seconds: float, noise_dir: str, epochs: int,
-          batch_size: int):
+          batch_size: int, optimizer: str = "adam", learning_rate: float = 1e-4,
+          teacher_learning_rate: float = 5e-4, noises: tuple = NOISES):
   """The MLKD config: teacher, student alone on noisy speech, MLKD student."""
   c = ml_collections.ConfigDict()
   c.name = name
@@ -41,13 +42,13 @@ def build(name: str, corpus: dict, protocol: dict, *, teacher: dict, student: di
   c.corpus = corpus
   c.protocol = protocol
   c.train = dict(
-      optimizer="adam", learning_rate=1e-4, weight_decay=0.0, schedule="constant",
+      optimizer=optimizer, learning_rate=learning_rate, weight_decay=0.0, schedule="constant",
       warmup_epochs=0, grad_clip_norm=1.0, grad_accum_steps=1, epochs=epochs,
       batch_size=batch_size, eval_batch_size=32, select="ua",
       plateau=dict(patience=0, factor=0.5, monitor="loss"),
       early_stopping=dict(patience=0, monitor="ua"))
   waveform = dict(kind="waveform", max_seconds=max_seconds, normalize=True)
-  noise = dict(types=NOISES, snr_db=SNRS, dir=noise_dir, babble_k=4)
+  noise = dict(types=noises, snr_db=SNRS, dir=noise_dir, babble_k=4)
   head = dict(name="w2v2_classifier", projector_size=128, dropout=0.1, mask_padding=True)
   student_model = dict(head, **student)
   init = dict(stage="teacher", layers=student_layers)
@@ -56,7 +57,7 @@ def build(name: str, corpus: dict, protocol: dict, *, teacher: dict, student: di
       "teacher": dict(model=dict(head, output_hidden_states=True, **teacher), input=waveform,
                       loss="ce", loss_cfg=dict(label_smoothing=0.0), teachers=(),
                       outputs=("logits", "embedding", "hidden_states", "frame_mask"),
-                      cache_fp16=True, train=stage_train(learning_rate=5e-4)),
+                      cache_fp16=True, train=stage_train(learning_rate=teacher_learning_rate)),
       "student_alone": dict(model=student_model, input=waveform, loss="ce",
                             loss_cfg=dict(label_smoothing=0.0), teachers=(), init_from=init,
                             noise=noise, train=stage_train()),
@@ -65,7 +66,7 @@ def build(name: str, corpus: dict, protocol: dict, *, teacher: dict, student: di
                                               layer_map=()),
                    teachers=("teacher",), init_from=init, noise=noise, train=stage_train()),
   })
-  c.eval_noise = dict(types=NOISES, snr_db=SNRS, dir=noise_dir, babble_k=4)
+  c.eval_noise = dict(types=noises, snr_db=SNRS, dir=noise_dir, babble_k=4)
   c.report = dict(compare=(("mlkd", "student_alone"), ("teacher", "mlkd")), latency_repeats=100)
   return c
 

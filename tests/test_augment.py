@@ -57,6 +57,14 @@ def test_normalised_inputs_stay_normalised(small):
     assert abs(valid.mean()) < 1e-4 and abs(valid.std() - 1) < 1e-3
 
 
+def test_no_types_listed_draws_every_noise_on_offer(small):
+  aug = _augment(small, normalize=False, types=())
+  assert sorted(aug.types) == ["babble", "brown", "pink", "white"]
+  _, inputs, _ = small
+  kinds = {aug.draw(i, e)[0] for i in inputs.ids for e in range(3)}
+  assert kinds == {"white", "pink", "brown", "babble"}
+
+
 def test_unknown_noise_type_is_named(small):
   with pytest.raises(ValueError, match=r"\['factory'\] are unknown"):
     _augment(small, normalize=True, types=("white", "factory"))

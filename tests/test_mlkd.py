@@ -105,3 +105,18 @@ def test_tiny_mlkd_run_with_noisy_training_and_test_grid(tmp_path):
   assert set(rep["noisy"]) == set(c.stage_order)
   md = open(os.path.join(workdir, "report.md")).read()
   assert "Noisy test speech" in md and "| 0 |" in md
+
+
+def test_iemocap_config_is_the_papers_setting():
+  import importlib.util
+  from tiny_config import ROOT
+  spec = importlib.util.spec_from_file_location("c", os.path.join(ROOT, "configs",
+                                                                  "mlkd_iemocap.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
+  assert (c.train.optimizer, c.train.learning_rate, c.train.batch_size) == ("adamw", 5e-5, 8)
+  assert c.protocol.name == "leave_one_speaker_out" and c.corpus.classes == "4class"
+  assert c.stages.mlkd.init_from.layers == (2, 4, 6, 8, 10, 12)
+  assert c.stages.mlkd.model.num_hidden_layers == 6
+  assert (c.stages.mlkd.loss_cfg.alpha, c.stages.mlkd.loss_cfg.temperature) == (0.7, 7.0)

@@ -1,8 +1,9 @@
 """On-the-fly additive noise for training batches (MLKD's noisy student input).
 
 `stages.<name>.noise = dict(types=(...), snr_db=(...), dir="", babble_k=4)`: each training
-utterance, each epoch, gets one noise type and one SNR drawn uniformly from the lists, with
-a generator seeded by (seed, epoch, utterance id), so a resumed run sees the same noise.
+utterance, each epoch, gets one noise type and one SNR drawn uniformly from the lists
+(types=(): every noise on offer), with a generator seeded by (seed, epoch, utterance id),
+so a resumed run sees the same noise.
 Types are the built-in generators (white, pink, brown), "babble" (training utterances of
 other speakers) and, with `dir`, the recordings of a NOISEX-92-style folder.
 Only the valid samples are mixed; with `input.normalize` they are re-normalised after.
@@ -25,13 +26,13 @@ class NoiseAugment:
 
   def __init__(self, cfg, inputs, train_ids, speaker_of: dict, sample_rate: int, seed,
                normalize: bool):
-    self.types = tuple(cfg.types)
     self.snrs = tuple(float(s) for s in cfg.snr_db)
-    if not self.types or not self.snrs:
-      raise ValueError("stage noise: give at least one noise type (noise.types) and one SNR "
-                       "(noise.snr_db)")
+    if not self.snrs:
+      raise ValueError("noise: give at least one SNR (noise.snr_db)")
     bank = (noise_lib.NoiseBank.from_dir(cfg.dir, sample_rate) if cfg.get("dir")
             else noise_lib.NoiseBank(sample_rate))
+    # No types listed: every noise on offer (the folder's recordings, generators, babble).
+    self.types = tuple(cfg.types) or tuple(dict.fromkeys(list(bank.names) + ["babble"]))
     if "babble" in self.types:
       rows = {k: i for i, k in enumerate(inputs.ids.tolist())}
       pool = [inputs.x[rows[i], :inputs.length[rows[i]]] for i in train_ids]
