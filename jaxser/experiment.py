@@ -170,7 +170,7 @@ class Experiment:
       sharding.check_batch_size(tcfg.eval_batch_size, self.mesh,
                                 f"config.train.eval_batch_size ({name})")
       model = build_model(stage.model, self.corpus.num_classes)
-      tx = trainer.make_optimizer(tcfg, steps_per_epoch)
+      tx = trainer.make_optimizer(tcfg, steps_per_epoch, getattr(model, "frozen_params", None))
       loss_fn = getattr(self.method, stage.loss)
       self._steps[key] = dict(
           model=model, tx=tx, cfg=tcfg,

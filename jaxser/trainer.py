@@ -47,8 +47,12 @@ def _lr_schedule(cfg, steps_per_epoch: int):
                    "choose 'constant' or 'warmup_cosine'")
 
 
-def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
-  """Optimizer of `config.train`, ending in an injected `step_size` the plateau rule scales."""
+def make_optimizer(cfg, steps_per_epoch: int, frozen=None) -> optax.GradientTransformation:
+  """Optimizer of `config.train`, ending in an injected `step_size` the plateau rule scales.
+
+  `frozen(params) -> bool tree` (a model's `frozen_params`) marks weights that get no update
+  at all, weight decay included, as PyTorch skips parameters with requires_grad=False.
+  """
   lr = _lr_schedule(cfg, steps_per_epoch)
   wd = cfg.get("weight_decay", 0.0)
   parts = []
@@ -68,6 +72,9 @@ def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
                      "choose 'adam', 'adamw' or 'sgd'")
   parts.append(optax.inject_hyperparams(optax.scale)(step_size=1.0))
   tx = optax.chain(*parts)
+  if frozen is not None:
+    labels = lambda params: jax.tree.map(lambda f: "frozen" if f else "trained", frozen(params))
+    tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
   if cfg.get("grad_accum_steps", 1) > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=cfg.grad_accum_steps)
   return tx

@@ -12,8 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from ml_collections import ConfigDict
 
 from jaxser import profile
+from jaxser import trainer
 from jaxser.models import layers
 from jaxser.models import wav2vec2 as w2v
 from jaxser.models.litecnn import LiteCNN
@@ -289,6 +291,27 @@ def test_teacher_from_preset_builds_from_the_registry_and_freezes_features():
     assert norm(grads["encoder"]) > 0.0
   with pytest.raises(ValueError, match="preset='nope'"):
     build_model({**cfg, "preset": "nope"}, 5).encoder_config()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_frozen_feature_encoder_gets_no_weight_decay(optimizer):
+  # PyTorch's optimizers skip requires_grad=False weights; decay alone would move them here.
+  x, lengths, _ = _padded_batch()
+  cfg = ConfigDict(dict(optimizer=optimizer, learning_rate=1e-2, weight_decay=0.5,
+                        schedule="constant"))
+  for frozen in (True, False):
+    model = W2V2Classifier(num_classes=3, preset="tiny-wav2vec2", projector_size=8,
+                           freeze_feature_encoder=frozen)
+    params = _init(model, x, lengths)["params"]
+    tx = trainer.make_optimizer(cfg, 10, model.frozen_params)
+    opt_state = trainer.set_lr_scale(tx.init(params), 0.5)  # the plateau rule still reaches it
+    grads = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, jnp.asarray(x),
+                                                   jnp.asarray(lengths))["logits"] ** 2))(params)
+    updates, _ = tx.update(grads, opt_state, params)
+    moved = lambda tree: max(float(jnp.max(jnp.abs(u))) for u in jax.tree.leaves(tree))
+    assert (moved(updates["wav2vec2"]["feature_extractor"]) == 0.0) == frozen
+    assert moved(updates["wav2vec2"]["encoder"]) > 0.0
+    assert moved(updates["classifier"]) > 0.0
 
 
 # ----------------------------------------------------------------------------- configs end to end

@@ -13,8 +13,8 @@ SpecAugment masking, which HF applies in training when `mask_time_prob` > 0.
 A stage starts from `model.init` (random); `load_pretrained(variables)` swaps in the
 checkpoint's tensors and is meant to be called right after that init, before the
 optimizer state is made (the hook in trainer.create_state). `freeze_feature_encoder`
-stops gradients only: an optimizer with weight decay still moves those weights unless
-it masks them, as PyTorch's skips parameters with requires_grad=False.
+stops gradients, and `frozen_params` tells the optimizer (trainer.make_optimizer) to leave
+those weights alone, weight decay included, as PyTorch skips requires_grad=False ones.
 """
 
 from __future__ import annotations
@@ -136,6 +136,13 @@ class W2V2Classifier(nn.Module):
       result["hidden_states"] = jnp.stack(out["hidden_states"], axis=1)  # [B, L + 1, T, D]
       result["frame_mask"] = out["frame_mask"]  # [B, T]
     return result
+
+  @nn.nowrap
+  def frozen_params(self, params):
+    """A bool per weight of `params`: True for the conv feature encoder's when frozen."""
+    in_features = lambda path: any(getattr(p, "key", None) == "feature_extractor" for p in path)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: self.freeze_feature_encoder and in_features(path), params)
 
   @nn.nowrap
   def load_pretrained(self, variables):
