@@ -254,6 +254,12 @@ def installed_package_checkpoint(package: str) -> str:
   return os.path.dirname(str(configs[0].locate()))
 
 
+def model_directory(name_or_dir: str | os.PathLike, cache_dir: Optional[str] = None) -> str:
+  """The local directory with the model's config.json and weights (`resolve_directory`, then
+  into a sentence-transformers layout's Transformer module)."""
+  return _model_subdir(resolve_directory(name_or_dir, cache_dir))
+
+
 def _model_subdir(directory: str) -> str:
   """The directory holding config.json; follows sentence-transformers' modules.json."""
   if os.path.isfile(os.path.join(directory, "config.json")):
@@ -332,7 +338,7 @@ def load_encoder(name_or_dir: str | os.PathLike, family: Optional[str] = None,
   `family` ('hubert', 'wav2vec2', 'bert') checks config.json's model_type (or stands in
   for a missing one); `module_kwargs` go to the Flax module (dtype=jnp.bfloat16, remat=True).
   """
-  directory = _model_subdir(resolve_directory(name_or_dir, cache_dir))
+  directory = model_directory(name_or_dir, cache_dir)
   config_path = os.path.join(directory, "config.json")
   with open(config_path) as f:
     config_dict = json.load(f)

@@ -38,9 +38,8 @@ _DENSE_INIT = nn.initializers.normal(stddev=0.02)  # HF's initializer_range
 
 
 def _checkpoint_dir(checkpoint: str) -> str:
-  """The directory holding config.json for an HF directory or locally cached hub name."""
-  from jaxser import pretrained
-  return pretrained._model_subdir(pretrained.resolve_directory(checkpoint))
+  from jaxser import pretrained  # at call time: jaxser.pretrained imports the model modules
+  return pretrained.model_directory(checkpoint)
 
 
 def pretrained_variables(module: nn.Module, fresh_variables):
@@ -208,20 +207,9 @@ class EmoDistillStudent(nn.Module):
     """The encoder's shape (checkpoint config.json, `encoder`, else preset) with dropout set."""
     if self.checkpoint and self.encoder is not None:
       raise ValueError("emodistill_student: set model.checkpoint or model.encoder, not both")
-    if self.checkpoint:
-      cfg = w2v.Wav2Vec2Config.from_hf(read_hf_config(_checkpoint_dir(self.checkpoint))[0])
-    elif self.encoder is not None:
-      cfg = self.encoder
-    elif self.preset in w2v.PRESETS:
-      cfg = w2v.PRESETS[self.preset]
-    else:
-      raise ValueError(f"emodistill_student preset={self.preset!r} is unknown; choose one of "
-                       f"{sorted(w2v.PRESETS)} or set model.checkpoint to an HF HuBERT")
-    if self.encoder_dropout is not None:
-      cfg = cfg.replace(hidden_dropout=self.encoder_dropout,
-                        attention_dropout=self.encoder_dropout,
-                        activation_dropout=self.encoder_dropout)
-    return cfg
+    hf = read_hf_config(_checkpoint_dir(self.checkpoint))[0] if self.checkpoint else None
+    return w2v.select_config(hf, self.preset, self.encoder, dropout=self.encoder_dropout,
+                             owner="emodistill_student")
 
   @nn.compact
   def __call__(self, x, length=None, *, train: bool = False):

@@ -85,22 +85,13 @@ class W2V2Classifier(nn.Module):
     if not self.checkpoint:
       return None
     from jaxser import pretrained
-    return read_hf_config(pretrained.resolve_directory(self.checkpoint))[0]
+    return read_hf_config(pretrained.model_directory(self.checkpoint))[0]
 
   @nn.nowrap
   def encoder_config(self) -> w2v.Wav2Vec2Config:
     """The encoder's shape (checkpoint config.json, else preset) with `dropout` applied."""
-    hf = self._hf_config()
-    if hf is not None:
-      cfg = w2v.Wav2Vec2Config.from_hf(hf)
-    elif self.preset in w2v.PRESETS:
-      cfg = w2v.PRESETS[self.preset]
-    else:
-      raise ValueError(f"w2v2_classifier preset={self.preset!r} is unknown; choose one of "
-                       f"{sorted(w2v.PRESETS)} or set model.checkpoint to an HF model")
-    if self.dropout is not None:
-      cfg = cfg.replace(hidden_dropout=self.dropout, attention_dropout=self.dropout,
-                        activation_dropout=self.dropout)
+    cfg = w2v.select_config(self._hf_config(), self.preset, dropout=self.dropout,
+                            owner="w2v2_classifier")
     if self.num_hidden_layers:
       cfg = cfg.replace(num_hidden_layers=self.num_hidden_layers)
     return cfg
@@ -154,7 +145,7 @@ class W2V2Classifier(nn.Module):
     if not self.checkpoint:
       return variables
     from jaxser import pretrained
-    directory = pretrained.resolve_directory(self.checkpoint)
+    directory = pretrained.model_directory(self.checkpoint)
     cfg = self.encoder_config()
     state, source = pretrained.read_state_dict(directory)
     encoder, _ = pretrained.hf_state_dict_to_flax(state, cfg, source=source)

@@ -173,6 +173,26 @@ PRESETS: dict[str, Wav2Vec2Config] = {
 }
 
 
+def select_config(checkpoint_config: Optional[Mapping[str, Any]] = None, preset: str = "",
+                  config: Optional[Wav2Vec2Config] = None, *, dropout: Optional[float] = None,
+                  owner: str = "model") -> Wav2Vec2Config:
+  """A model's encoder shape: an HF checkpoint's config.json dict, else `config`, else the
+  `PRESETS` entry; `dropout` (unless None) sets the hidden, attention and activation rates."""
+  if checkpoint_config is not None:
+    cfg = Wav2Vec2Config.from_hf(checkpoint_config)
+  elif config is not None:
+    cfg = config
+  elif preset in PRESETS:
+    cfg = PRESETS[preset]
+  else:
+    raise ValueError(f"{owner} preset={preset!r} is unknown; choose one of {sorted(PRESETS)} "
+                     "or set model.checkpoint to an HF model directory")
+  if dropout is not None:
+    cfg = cfg.replace(hidden_dropout=dropout, attention_dropout=dropout,
+                      activation_dropout=dropout)
+  return cfg
+
+
 def feat_extract_output_lengths(lengths, config: Wav2Vec2Config):
   """Frames the conv feature extractor makes from `lengths` samples (HF's formula)."""
   for k, s in zip(config.conv_kernel, config.conv_stride):
