@@ -258,6 +258,7 @@ class Experiment:
         "valid": best_meta["valid"], "best_epoch": best_meta["epoch"],
         "epochs_run": meta["epoch"] + 1, "params": param_count(best.params),
         "history": meta["history"], "seconds": round(time.time() - start, 1),
+        "train_seconds": round(meta["seconds"], 1),
         "predictions": {"ids": list(fold.test),
                         "pred": test["outputs"]["logits"].argmax(1).tolist()},
         "noisy": self._noise_grid(name, inputs, train_ids, fold, steps, best),

@@ -117,6 +117,9 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
                        for f in folds}
     plot_confusion(cm, corpus.class_names, f"{config.name}: {stage} (all folds)",
                    os.path.join(workdir, f"confusion_{stage}.png"))
+  # Results written before train_seconds was recorded give their last run's wall time.
+  train_seconds = sum(r.get("train_seconds", r.get("seconds", 0.0))
+                      for f in folds for r in (results[f.name][s] for s in stages))
   rep = {
       "name": config.name, "method": config.method,
       "protocol": {"name": folds[0].protocol, "label": protocol_label(folds),
@@ -128,7 +131,8 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
       "compare": [paired_differences(results, folds, a, b) for a, b in pairs],
       "efficiency": efficiency_section(config, efficiency) if efficiency else {},
       "noisy": noise_grid(results, folds, stages),
-      "seconds": round(seconds, 1), "config": to_dict(config),
+      "seconds": round(seconds, 1), "train_seconds": round(train_seconds, 1),
+      "config": to_dict(config),
   }
   io_utils.write_json(os.path.join(workdir, "report.json"), rep)
   io_utils.write_text(os.path.join(workdir, "report.md"), markdown(rep))
@@ -231,7 +235,9 @@ def markdown(rep) -> str:
       "- Skipped utterances: " + (", ".join(f"{k}: {v}" for k, v in c["skipped"].items())
                                   or "none"),
       f"- Protocol: **{rep['protocol']['name']}**, {rep['protocol']['folds']} folds, "
-      f"**{rep['protocol']['label']}**", f"- Wall time: {rep['seconds']} s", "",
+      f"**{rep['protocol']['label']}**",
+      f"- Time: {rep['train_seconds'] / 3600:.2f} h in training epochs, summed over stages and "
+      f"folds; this invocation {rep['seconds']} s", "",
       "## Test results, mean ± std over folds (%)", "",
       "UA is the macro recall (mean of per-class recalls); WA is the accuracy.", "",
       "| stage | params | UA (macro recall) | WA (accuracy) | macro precision | macro-F1 | "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from typing import Any, Callable, Optional
 
 import flax
@@ -194,18 +195,22 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
 
   `train_data(epoch)` gives the epoch's dataset (its order depends only on the
   seed and epoch, so a resumed run repeats the uninterrupted one). The best
-  state by `cfg.select` on validation is checkpointed for evaluation.
+  state by `cfg.select` on validation is checkpointed for evaluation. meta['seconds']
+  is the time spent in epochs (training and validation), summed over resumed runs.
   """
   meta = {"epoch": -1, "best": -math.inf, "best_epoch": -1, "lr_scale": 1.0,
-          "plateau_best": -math.inf, "plateau_wait": 0, "stopped": False, "history": []}
+          "plateau_best": -math.inf, "plateau_wait": 0, "stopped": False, "history": [],
+          "seconds": 0.0}
   restored = ckpts.restore_latest(state)
   if restored is not None:
     state, meta = restored
+    meta.setdefault("seconds", 0.0)  # checkpoints written before it was recorded
   plateau = cfg.get("plateau", {}) or {}
   early = cfg.get("early_stopping", {}) or {}
   for epoch in range(meta["epoch"] + 1, cfg.epochs):
     if meta["stopped"]:
       break
+    epoch_start = time.time()
     step_metrics = []
     bar = tqdm(train_data(epoch).as_numpy_iterator(), total=steps_per_epoch, leave=False,
                desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}")
@@ -238,6 +243,7 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
     if early.get("patience", 0) and epoch - meta["best_epoch"] >= early["patience"]:
       meta["stopped"] = True
     meta["epoch"] = epoch
+    meta["seconds"] += time.time() - epoch_start
     bar.close()
     tqdm.write(f"{desc} epoch {epoch + 1}: train loss {train_m['loss']:.4f}  valid loss "
                f"{valid_m['loss']:.4f}  UA {valid_m['ua']:.3f}  WA {valid_m['wa']:.3f}")

@@ -47,7 +47,9 @@ def _inputs():
     for stage, (ua, wa, prec) in stages.items():
       test = {"ua": ua, "wa": wa, "macro_precision": prec, "macro_f1": 0.5, "weighted_f1": 0.5,
               "confusion": [[3, 1], [1, 3]]}
-      results[fold][stage] = {"test": test, "params": 1000 if stage == "teacher" else 100}
+      results[fold][stage] = {"test": test, "params": 1000 if stage == "teacher" else 100,
+                              "seconds": 5.0, "train_seconds": 10.0}
+  del results["fold_2"]["teacher"]["train_seconds"]  # a result from before it was recorded
   return corpus, folds, results
 
 
@@ -78,6 +80,7 @@ def test_paired_differences_by_hand(tmp_path):
   assert (kd_vs_alone["ua"]["a_better"], kd_vs_alone["ua"]["b_better"]) == (2, 1)
   assert (kd_vs_alone["wa"]["a_better"], kd_vs_alone["wa"]["b_better"]) == (2, 0)
   assert teacher_vs_kd["ua"]["mean"] == pytest.approx((0.20 + 0.20 - 0.10) / 3)
+  assert rep["train_seconds"] == 8 * 10.0 + 5.0
   assert teacher_vs_kd["ua"]["a_better"] == 2
 
   # Efficiency: the latency ratio is teacher / stage, for every stage but the teacher.

@@ -56,6 +56,7 @@ def test_kill_and_resume_gives_the_same_metrics(tmp_path, monkeypatch):
     if "student_kd" in self.directory:
       calls["n"] += 1
       if calls["n"] == 2:
+        calls["seconds"] = meta["seconds"]
         raise _Killed()
 
   monkeypatch.setattr(StageCheckpoints, "save_latest", save_then_die)
@@ -68,6 +69,7 @@ def test_kill_and_resume_gives_the_same_metrics(tmp_path, monkeypatch):
   assert calls["n"] == 2
   kd = json.load(open(tmp_path / "resumed" / "fold_0" / "student_kd" / "result.json"))
   assert kd["epochs_run"] == 3 and len(kd["history"]) == 3
+  assert kd["train_seconds"] > calls["seconds"] > 0  # epoch time carries over the resume
   assert _report(tmp_path / "full") == _report(tmp_path / "resumed")
   assert full["summary"]["student_kd"]["ua"] == resumed["summary"]["student_kd"]["ua"]
 
