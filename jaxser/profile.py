@@ -9,7 +9,9 @@ MACs are XLA's counted flops / 2 of the compiled inference function: every multi
 and add XLA counts (convolutions, matmuls, elementwise ops, normalisations), so they
 are a little above the multiply-accumulates of the convolutions and matmuls alone.
 Latency is wall time of the jitted inference function at batch 1, median of
-`repeats` calls after warm-up, on whatever device JAX runs (the CPU here).
+`repeats` calls after warm-up, on whatever device JAX runs (the CPU here). Feature time
+is the host time per clip to make that input from raw audio (normalisation, log
+filterbanks, eGeMAPS through opensmile), the mean over `repeats` random clips.
 """
 
 from __future__ import annotations
@@ -84,6 +86,31 @@ def measure(model, variables, x, length, repeats: int = 100) -> dict:
           "latency_ms": _median_ms(lambda: compiled(variables, x, length), repeats)}
 
 
+def feature_ms(input_cfg, sample_rate: int, clips: int = 100) -> float | None:
+  """Mean host time (ms) per clip to build a stage's input from raw audio, as training does
+  (`inputs.build_inputs`, no eGeMAPS disk cache), over `clips` random clips of the stage's
+  `max_seconds` (1 s if unset); None for inputs that are not audio (tokens)."""
+  import ml_collections
+  from jaxser.config_utils import to_dict
+  from jaxser.data import inputs
+  from jaxser.data.corpus import Corpus, Utterance
+  if input_cfg["kind"] == "tokens":
+    return None
+  cfg = ml_collections.ConfigDict({**to_dict(input_cfg), "cache_dir": None})
+  n = int(round(cfg.get("max_seconds", 1.0) * sample_rate))
+  rng = np.random.default_rng(0)
+
+  def build(count):
+    utts = [Utterance(f"clip{i}", "s", 0) for i in range(count)]
+    waves = {u.id: 0.1 * rng.standard_normal(n).astype(np.float32) for u in utts}
+    start = time.perf_counter()
+    inputs.build_inputs(Corpus("timing", ("x",), sample_rate, utts, waveforms=waves), cfg)
+    return time.perf_counter() - start
+
+  build(1)  # warm-up: imports, opensmile's first load
+  return 1e3 * build(clips) / clips
+
+
 def init_variables(model, x, length, seed: int = 0):
   """Random variables of `model` for inputs shaped like (x, length), as the trainer makes them."""
   rng = jax.random.PRNGKey(seed)
@@ -92,7 +119,7 @@ def init_variables(model, x, length, seed: int = 0):
 
 
 def efficiency(config, num_classes: int, inputs: dict, repeats: int = 100) -> dict:
-  """Per stage of `config`: params, MACs and batch-1 latency for one clip of its input.
+  """Per stage of `config`: params, MACs, batch-1 latency and feature time for one clip.
 
   `inputs` maps a stage name to its input arrays (`x`, `length`, as built for training);
   the first clip gives the shape. Stages with the same model and input shape are measured
@@ -109,7 +136,8 @@ def efficiency(config, num_classes: int, inputs: dict, repeats: int = 100) -> di
       model = build_model(config.stages[stage].model, num_classes)
       seen[key] = measure(model, init_variables(model, x, length), x, length, repeats)
       seen[key].update(input_shape=list(x.shape[1:]), device=jax.devices()[0].platform)
-    out[stage] = dict(seen[key])
+    out[stage] = dict(seen[key], feature_ms=feature_ms(
+        config.stages[stage].input, int(config.corpus.get("sample_rate", 16000)), repeats))
   return out
 
 
@@ -187,6 +215,10 @@ def main(argv=None) -> int:
   print(f"MACs (XLA flops / 2): {m['macs'] / 1e6:.2f} M")
   print(f"latency, batch 1, median of {args.repeats} on {jax.devices()[0].platform}: "
         f"{m['latency_ms']:.3f} ms")
+  features = feature_ms(stage.input, int(config.corpus.get("sample_rate", 16000)), args.repeats)
+  if features is not None:
+    print(f"input from raw audio ({stage.input.kind}), host, mean of {args.repeats} clips: "
+          f"{features:.3f} ms")
   return 0
 
 

@@ -201,6 +201,15 @@ def test_profile_command(capsys):
   assert "6 classes, input (1, 16000)" in out
   assert "fc1/kernel" in out and "1,048,576" in out and "1,080,038" in out
   assert "MACs (XLA flops / 2)" in out and "latency, batch 1" in out
+  assert "input from raw audio (waveform)" in out
+
+
+def test_feature_time_per_input_kind():
+  ms = {kind: profile.feature_ms(ConfigDict(dict(kind=kind, max_seconds=1.0)), 16000, clips=3)
+        for kind in ("waveform", "logfbank", "egemaps_functionals")}
+  assert all(v > 0.0 for v in ms.values()), ms
+  assert ms["egemaps_functionals"] > ms["waveform"]  # opensmile vs a normalisation
+  assert profile.feature_ms(ConfigDict(dict(kind="tokens")), 16000) is None
 
 
 # ----------------------------------------------------------------------------- the teacher
@@ -365,7 +374,7 @@ def test_cremad_config_end_to_end_with_a_tiny_hf_teacher(tmp_path, monkeypatch):
   assert [(p["a"], p["b"]) for p in rep["compare"]] == [("student_kd", "student_alone"),
                                                         ("teacher", "student_kd")]
   md = (tmp_path / "run" / "report.md").read_text()
-  assert "speaker-dependent" in md and "macro precision" in md and "teacher / stage latency" in md
+  assert "speaker-dependent" in md and "macro precision" in md and "| teacher / stage |" in md
   kd = io_utils.read_json(tmp_path / "run" / "fold_0" / "student_kd" / "result.json")
   assert kd["epochs_run"] == 2 and set(kd["history"][0]) >= {"train/ce", "train/kd"}
 
@@ -393,4 +402,8 @@ def test_emodb_config_end_to_end_on_a_tiny_subset(tmp_path):
   assert len(rep["corpus"]["classes"]) == 7
   assert rep["efficiency"]["student_alone"]["input_shape"] == [16000]
   assert rep["efficiency"]["teacher"]["input_shape"] == [88]
+  # The eGeMAPS teacher's feature time (opensmile) counts in its total; waveform in: ~nothing.
+  teacher, student = rep["efficiency"]["teacher"], rep["efficiency"]["student_alone"]
+  assert teacher["feature_ms"] > student["feature_ms"] >= 0.0
+  assert teacher["total_ms"] == pytest.approx(teacher["feature_ms"] + teacher["latency_ms"])
   assert rep["compare"][0]["folds"] == 1

@@ -54,7 +54,8 @@ def _inputs():
 
 
 EFFICIENCY = {
-    "teacher": {"params": 1000, "macs": 5e8, "latency_ms": 10.0, "input_shape": [16000],
+    "teacher": {"params": 1000, "macs": 5e8, "latency_ms": 8.0, "feature_ms": 2.0,
+                "input_shape": [16000],
                 "device": "cpu"},
     "student_alone": {"params": 100, "macs": 1e8, "latency_ms": 2.0, "input_shape": [16000],
                       "device": "cpu"},
@@ -83,8 +84,10 @@ def test_paired_differences_by_hand(tmp_path):
   assert rep["train_seconds"] == 8 * 10.0 + 5.0
   assert teacher_vs_kd["ua"]["a_better"] == 2
 
-  # Efficiency: the latency ratio is teacher / stage, for every stage but the teacher.
+  # Efficiency: the ratio is teacher / stage of features + model, for every stage but the
+  # teacher; a stage without feature time (raw waveform in) counts its model alone.
   eff = rep["efficiency"]
+  assert eff["teacher"]["total_ms"] == pytest.approx(10.0)
   assert eff["student_alone"]["latency_ratio"] == {"teacher": pytest.approx(5.0)}
   assert eff["student_kd"]["latency_ratio"] == {"teacher": pytest.approx(4.0)}
   assert eff["teacher"]["latency_ratio"] == {}
@@ -108,9 +111,9 @@ def test_markdown_has_the_paper_tables(tmp_path):
   assert "| folds a > b | 2/3 | 2/3 | 2/3 | 3/3 |" in md
   # Efficiency: params, MACs, latency and the teacher / stage latency ratio.
   assert "## Efficiency: one clip, batch 1, cpu" in md
-  assert "| student_alone | 16000 | 100 | 100.00 | 2.000 | 5× |" in md
-  assert "| student_kd | 16000 | 100 | 100.00 | 2.500 | 4× |" in md
-  assert "| teacher | 16000 | 1,000 | 500.00 | 10.000 | — |" in md
+  assert "| student_alone | 16000 | 100 | 100.00 | — | 2.000 | 2.000 | 5× |" in md
+  assert "| student_kd | 16000 | 100 | 100.00 | — | 2.500 | 2.500 | 4× |" in md
+  assert "| teacher | 16000 | 1,000 | 500.00 | 2.000 | 8.000 | 10.000 | — |" in md
   summary = report.summary(report.io_utils.read_json(str(tmp_path / "report.json")))
   assert "student_kd − student_alone: UA +8.33" in summary
 
