@@ -155,6 +155,38 @@ def test_teacher_cache_roundtrip_and_staleness(tmp_path):
   assert sorted(os.listdir(tmp_path / "cache")) == ["teacher"]  # no temporary leftovers
 
 
+def test_large_cache_arrays_are_read_from_disk_batch_by_batch(tmp_path, monkeypatch):
+  from jaxser.data import pipeline
+  n = 12
+  ids = np.asarray([f"u{i}" for i in range(n)])
+  inputs = InputArrays(ids=ids, x=np.arange(n, dtype=np.float32)[:, None],
+                       length=np.ones(n, np.int32), label=np.zeros(n, np.int32))
+  rng = np.random.default_rng(0)
+  order = rng.permutation(n)
+  hidden = rng.standard_normal((n, 3, 5, 4)).astype(np.float32)
+  path = str(tmp_path / "cache")
+  teacher_cache.write(path, ids[order], {"hidden_states": hidden, "logits": hidden[:, 0, 0]},
+                      {"teacher": "t"}, fp16=True)
+  cache = teacher_cache.read(path)
+
+  def batches(limit):
+    monkeypatch.setattr(pipeline, "IN_MEMORY_BYTES", limit)
+    pipe = Pipeline(inputs, {"t": cache})
+    held = pipe._teachers["t"][1]
+    assert isinstance(held["hidden_states"], np.memmap) == (limit == 0)
+    return list(pipe.dataset(ids[:8], 4, train=True, seed=3, epoch=1).as_numpy_iterator()) + \
+        list(pipe.dataset(ids[8:], 3, train=False).as_numpy_iterator())
+
+  on_disk, in_memory = batches(0), batches(1 << 30)
+  for d, m in zip(on_disk, in_memory):
+    for key in ("hidden_states", "logits"):
+      assert d["teacher"]["t"][key].dtype == np.float32
+      np.testing.assert_array_equal(d["teacher"]["t"][key], m["teacher"]["t"][key])
+    # Row i of the cache belongs to ids[order[i]]: the join is by id, not by position.
+    want = hidden[np.argsort(order)][d["x"][:, 0].astype(int)].astype(np.float16)
+    np.testing.assert_array_equal(d["teacher"]["t"]["hidden_states"], want)
+
+
 def test_pipeline_joins_teacher_outputs_by_id():
   n = 10
   ids = np.asarray([f"u{i}" for i in range(n)])

@@ -11,6 +11,25 @@ from jaxser.data.inputs import InputArrays
 from jaxser.data.teacher_cache import TeacherCache
 
 
+# Cache arrays up to this size become tensors; larger ones (e.g. MLKD's per-layer hidden
+# states) stay memory-mapped on disk and each batch reads only its rows.
+IN_MEMORY_BYTES = 512 << 20
+
+
+def _held(array: np.ndarray):
+  return tf.constant(np.asarray(array)) if array.nbytes <= IN_MEMORY_BYTES else array
+
+
+def _gather(held, rows):
+  if isinstance(held, np.ndarray):
+    out = tf.numpy_function(lambda r: np.asarray(held[r]), [rows], tf.as_dtype(held.dtype),
+                            stateful=False)
+    out.set_shape(rows.shape.concatenate(held.shape[1:]))
+  else:
+    out = tf.gather(held, rows)
+  return tf.cast(out, tf.float32) if out.dtype == tf.float16 else out
+
+
 def _table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
   init = tf.lookup.KeyValueTensorInitializer(tf.constant(ids.astype(str)),
                                              tf.range(len(ids), dtype=tf.int64))
@@ -20,7 +39,8 @@ def _table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
 class Pipeline:
   """Batches of {x, length, label, mask, teacher: {name: {key: array}}} for lists of ids.
 
-  Inputs and caches are held as tensors once; each epoch only re-orders ids, with a
+  Inputs and caches are held as tensors once (cache arrays over `IN_MEMORY_BYTES` are read
+  from their memory-mapped files batch by batch); each epoch only re-orders ids, with a
   permutation drawn from (seed, epoch), so a resumed run sees the same batches.
   """
 
@@ -36,7 +56,7 @@ class Pipeline:
       self._teachers = {}
       for name, cache in self.caches.items():
         self._teachers[name] = (_table(cache.ids),
-                                {k: tf.constant(np.asarray(v)) for k, v in cache.arrays.items()})
+                                {k: _held(v) for k, v in cache.arrays.items()})
 
   def _join(self, ids):
     rows = self._rows.lookup(ids)
@@ -47,9 +67,7 @@ class Pipeline:
       batch["teacher"] = {}
       for name, (table, arrays) in self._teachers.items():
         trows = table.lookup(ids)
-        batch["teacher"][name] = {k: tf.cast(tf.gather(v, trows), tf.float32)
-                                  if v.dtype == tf.float16 else tf.gather(v, trows)
-                                  for k, v in arrays.items()}
+        batch["teacher"][name] = {k: _gather(v, trows) for k, v in arrays.items()}
     return batch
 
   def _check(self, ids: Sequence[str]):
