@@ -243,11 +243,12 @@ class Experiment:
       ids = list(dict.fromkeys(
           train_ids.tolist() + inputs.example_ids(
               list(fold.train) + list(fold.valid) + list(fold.test), train=False).tolist()))
-      outs = trainer.predict(steps["predict"], best,
-                             pipeline.dataset(ids, tcfg.eval_batch_size, train=False))
-      teacher_cache.write(cache_path, ids, outs, {**cache_meta, "best_epoch": best_meta["epoch"]},
-                          fp16=bool(stage.get("cache_fp16", False)),
-                          params=best.params if self._weights_needed_later(name) else None)
+      outs = trainer.predict_batches(steps["predict"], best,
+                                     pipeline.dataset(ids, tcfg.eval_batch_size, train=False))
+      teacher_cache.write_batches(
+          cache_path, ids, outs, {**cache_meta, "best_epoch": best_meta["epoch"]},
+          fp16=bool(stage.get("cache_fp16", False)),
+          params=best.params if self._weights_needed_later(name) else None)
     if done is not None:
       print(f"{fold.name} {name}: teacher cache rebuilt from the best checkpoint")
       return done

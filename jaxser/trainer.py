@@ -154,15 +154,30 @@ def make_predict_step(model: nn.Module, mesh, keys=("logits", "embedding")):
   return lambda state, host_batch: jitted(state, sharding.put_batch(host_batch, mesh))
 
 
+def predict_batches(predict_step, state, dataset):
+  """Yields `predict_step`'s outputs on the host, batch by batch, without padded rows (mask 0).
+
+  One batch stays in flight while the previous one is copied to the host, so outputs are
+  never all held at once (teacher hidden states can outgrow memory).
+  """
+  pending = None
+  for batch in dataset.as_numpy_iterator():
+    current = (predict_step(state, batch), batch["mask"] > 0)
+    if pending is not None:
+      yield _host_rows(*pending)
+    pending = current
+  if pending is not None:
+    yield _host_rows(*pending)
+
+
+def _host_rows(outputs, keep):
+  return {k: np.asarray(v)[keep] for k, v in jax.device_get(outputs).items()}
+
+
 def predict(predict_step, state, dataset) -> dict[str, np.ndarray]:
   """Runs `predict_step` over an eval dataset; padded rows (mask 0) are dropped."""
-  chunks, masks = [], []
-  for batch in dataset.as_numpy_iterator():
-    masks.append(batch["mask"])
-    chunks.append(predict_step(state, batch))
-  chunks = jax.device_get(chunks)
-  keep = np.concatenate(masks) > 0
-  return {k: np.concatenate([c[k] for c in chunks])[keep] for k in chunks[0]}
+  chunks = list(predict_batches(predict_step, state, dataset))
+  return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
 def evaluate(predict_step, state, dataset, labels: np.ndarray, num_classes: int,

@@ -154,6 +154,22 @@ def test_teacher_cache_roundtrip_and_staleness(tmp_path):
     cache.rows(["zz"])
   assert sorted(os.listdir(tmp_path / "cache")) == ["teacher"]  # no temporary leftovers
 
+  # Batch by batch (what a teacher stage streams) gives the same files as all at once.
+  hidden = np.random.default_rng(0).standard_normal((3, 2, 5)).astype(np.float32)
+  parts = [{"logits": logits[:2], "hidden": hidden[:2]},
+           {"logits": logits[2:], "hidden": hidden[2:]}]
+  teacher_cache.write_batches(str(tmp_path / "streamed"), ids, iter(parts), {"teacher": "t"},
+                              fp16=True)
+  streamed = teacher_cache.read(str(tmp_path / "streamed"))
+  assert streamed.meta["keys"] == ["hidden", "logits"]
+  np.testing.assert_array_equal(streamed.arrays["logits"], cache.arrays["logits"])
+  np.testing.assert_array_equal(streamed.arrays["hidden"], hidden.astype(np.float16))
+  with pytest.raises(ValueError, match="2 rows for 3 ids"):
+    teacher_cache.write_batches(str(tmp_path / "short"), ids, iter(parts[:1]), {})
+  with pytest.raises(ValueError, match="do not fit 3 ids"):
+    teacher_cache.write_batches(str(tmp_path / "long"), ids, iter(parts + parts), {})
+  assert not os.path.exists(tmp_path / "short") and not os.path.exists(tmp_path / "long")
+
 
 def test_large_cache_arrays_are_read_from_disk_batch_by_batch(tmp_path, monkeypatch):
   from jaxser.data import pipeline

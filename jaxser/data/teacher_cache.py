@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Iterable
 
 import flax
 import jax
@@ -44,21 +45,49 @@ def write(path: str, ids, arrays: dict[str, np.ndarray], meta: dict, fp16: bool 
   `params` (a pytree), when given, is stored too (`params.msgpack`), for a later stage
   that starts from the teacher's weights (`read_params`).
   """
+  write_batches(path, ids, [arrays], meta, fp16, params)
+
+
+def write_batches(path: str, ids, batches: Iterable[dict[str, np.ndarray]], meta: dict,
+                  fp16: bool = False, params=None):
+  """`write` for outputs that arrive batch by batch (rows in `ids` order): each batch goes
+  straight into the memory-mapped files, so the whole cache is never in memory at once."""
   ids = np.asarray(list(ids))
-  for key, arr in arrays.items():
-    if len(arr) != len(ids):
-      raise ValueError(f"teacher output {key!r} has {len(arr)} rows for {len(ids)} ids")
+  files, filled = {}, 0
   with io_utils.atomic_dir(path) as tmp:
     np.save(os.path.join(tmp, "ids.npy"), ids)
-    for key, arr in arrays.items():
-      arr = np.asarray(arr)
-      if fp16 and np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float16)
-      np.save(os.path.join(tmp, f"{key}.npy"), arr)
+    for batch in batches:
+      sizes = sorted({len(a) for a in batch.values()})
+      if (files and set(batch) != set(files)) or len(sizes) != 1 or filled + sizes[0] > len(ids):
+        raise ValueError(f"teacher outputs {sorted(batch)} of {sizes} rows after {filled} "
+                         f"written do not fit {len(ids)} ids")
+      for key, arr in batch.items():
+        arr = np.asarray(arr)
+        if key not in files:
+          dtype = np.float16 if fp16 and np.issubdtype(arr.dtype, np.floating) else arr.dtype
+          files[key] = _open_rows(os.path.join(tmp, f"{key}.npy"), dtype,
+                                  (len(ids),) + arr.shape[1:])
+        files[key][filled:filled + len(arr)] = arr
+      filled += sizes[0]
+    if filled != len(ids):
+      raise ValueError(f"teacher outputs have {filled} rows for {len(ids)} ids")
+    keys = sorted(files)
+    for f in files.values():
+      if isinstance(f, np.memmap):
+        f.flush()
+    del files  # close the maps before the directory is renamed into place
     if params is not None:
       with open(os.path.join(tmp, PARAMS_FILE), "wb") as f:
         f.write(flax.serialization.msgpack_serialize(jax.device_get(params)))
-    io_utils.write_json(os.path.join(tmp, "meta.json"), {**meta, "keys": sorted(arrays)})
+    io_utils.write_json(os.path.join(tmp, "meta.json"), {**meta, "keys": keys})
+
+
+def _open_rows(file: str, dtype, shape) -> np.ndarray:
+  """A writable array saved as `file` (.npy): memory-mapped unless empty (mmap needs a byte)."""
+  if int(np.prod(shape)) == 0:
+    np.save(file, np.zeros(shape, dtype))
+    return np.zeros(shape, dtype)
+  return np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape)
 
 
 def read(path: str) -> TeacherCache:
