@@ -9,8 +9,8 @@ Students as in Pate & Vayeda 2025: LiteCNN (~1.08 M parameters) on the first 1 s
 (1−α)·T²·KL, α = 0.5, T = 2); Adam lr 1e-4, weight decay 1e-5, ReduceLROnPlateau
 (patience 5, factor 0.5) on validation loss, batch 32, seed 42, best epoch by validation
 loss. Budget: at most 30 epochs (early stopping patience 20, as the paper, rarely
-triggers) instead of the paper's 200: on this shared 2-core CPU a student epoch took
-13-29 s, one fold (teacher + both students) 14-18 min, so all 10 folds take ~2.5-3 h.
+triggers) instead of the paper's 200: on this 2-core CPU a student epoch took 36-45 s in
+each of two processes, and all 10 folds 8.7 h of epochs in sum (~4.5 h wall in two processes).
 
 Teacher: no wav2vec2 weights can be downloaded here, so the teacher is the strongest
 one found that trains here from scratch: an MLP on the 88 eGeMAPSv02 functionals of the
