@@ -137,7 +137,11 @@ def test_iemocap_configs_build(arg):
   spec.loader.exec_module(module)
   c = module.get_config(arg)
   assert c.corpus.subset == "improvised" and c.method == "dkd"
+  rows = ("cnn_mha", "cnn", "kd", "tckd", "nckd", "dkd")
   if "beta_sweep" in arg:
-    assert c.stage_order == ("cnn_mha",) + tuple(f"dkd_beta{b}" for b in (1, 2, 4, 8, 16))
+    # β = 8 is the dkd row; the other βs follow the ablation rows.
+    assert c.stage_order == rows + tuple(f"dkd_beta{b}" for b in (1, 2, 4, 16))
+    assert [c.stages[f"dkd_beta{b}"].loss_cfg.beta for b in (1, 2, 4, 16)] == [1, 2, 4, 16]
+    assert c.stages.dkd.loss_cfg.beta == 8
   else:
-    assert c.stage_order == ("cnn_mha", "cnn", "kd", "tckd", "nckd", "dkd")
+    assert c.stage_order == rows
