@@ -224,3 +224,6 @@ def test_pipeline_joins_teacher_outputs_by_id():
   again = [b["x"][:, 0].tolist() for b in
            pipe.dataset(train_ids, 4, train=True, seed=1, epoch=0).as_numpy_iterator()]
   assert sum(again, []) == seen
+  # No autotuner: dropping each epoch's iterator waited seconds for its model thread.
+  for train_ in (True, False):
+    assert pipe.dataset(train_ids, 4, train=train_).options().autotune.enabled is False
