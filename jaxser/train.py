@@ -34,7 +34,11 @@ _WORKDIR = flags.DEFINE_string(
 
 
 def prepare_workdir(workdir: str, config) -> None:
-  """Creates `workdir` and records the config; refuses to mix two configs in one run dir."""
+  """Creates `workdir` and records the config; refuses to mix two configs in one run dir.
+
+  `stage_order` may differ: results are kept per stage (and checked by stage hash), so a
+  run may train a subset of the stages first and the rest later in the same directory.
+  """
   from jaxser import io_utils
   from jaxser.config_utils import to_dict
   from jaxser.errors import UserError
@@ -47,8 +51,9 @@ def prepare_workdir(workdir: str, config) -> None:
   resolved = to_dict(config)
   if os.path.exists(path):
     previous = io_utils.read_json(path)
-    if previous != resolved:
-      changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+    changed = sorted(k for k in (set(previous) | set(resolved)) - {"stage_order"}
+                     if previous.get(k) != resolved.get(k))
+    if changed:
       raise UserError(f"--workdir {workdir} holds a run with a different config (settings that "
                        f"differ: {changed}); use a new --workdir, or delete {path} to reuse it")
   io_utils.write_json(path, resolved)
