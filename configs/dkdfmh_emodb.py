@@ -17,6 +17,14 @@ probabilities; α = 1, β = 8, T = 4; Adam lr 1e-4, "decay 1e-6" read as weight 
 batch 32, 50 epochs; best epoch by validation UA (the paper reports its best figures
 and gives no validation rule). This EmoDB copy is 2.0 s clips (197 filterbank frames),
 so every utterance is one (zero-padded) 2 s segment and aggregation is the identity.
+
+EmoDB deviation (`EMODB_DEVIATION`): Adam lr 1e-3 and 30 epochs instead of 1e-4 and 50.
+EmoDB gives 13 training steps per epoch (the paper's IEMOCAP segments give about 20 times
+more), and at lr 1e-4 the teacher was still near chance after 50 epochs (train loss 1.95 ->
+1.62; test UA 14% and 24% on folds 0 and 1). Chosen on fold 0's VALIDATION speaker, teacher
+only, 40 epochs: lr 1e-3 reached its best validation UA (62.8%) at epoch 18 and none of
+epochs 30-40 beat it; lr 3e-3 peaked lower (57.0%). Validation UA swings by up to 40 points
+between epochs (one speaker, about 58 clips), so best-epoch selection matters here.
 """
 
 import os
@@ -27,6 +35,9 @@ from jaxser.config_utils import stage_train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMODB = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "emodb"))
+
+# EmoDB deviation from the paper's training (see the module docstring for why and how).
+EMODB_DEVIATION = dict(learning_rate=1e-3, epochs=30)
 
 ROWS = ("cnn_mha", "cnn", "kd", "tckd", "nckd", "dkd")
 BETAS = (1, 2, 4, 8, 16)
@@ -81,5 +92,7 @@ def build(name: str, corpus: dict, protocol: dict, variant: str = "ablation"):
 
 
 def get_config(variant: str = "ablation"):
-  return build("dkdfmh_emodb", dict(name="emodb", manual_dir=EMODB, sample_rate=16000),
-               dict(name="leave_one_speaker_out", valid_speakers=1, max_folds=0), variant)
+  c = build("dkdfmh_emodb", dict(name="emodb", manual_dir=EMODB, sample_rate=16000),
+            dict(name="leave_one_speaker_out", valid_speakers=1, max_folds=0), variant)
+  c.train.update(EMODB_DEVIATION)
+  return c
