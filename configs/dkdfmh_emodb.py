@@ -1,15 +1,16 @@
 """DKDFMH (Zhao et al., ICASSP 2024) on EmoDB, leave-one-speaker-out: the ablation table.
 
     python -m jaxser.train --config configs/dkdfmh_emodb.py            # all six rows
-    python -m jaxser.train --config configs/dkdfmh_emodb.py:beta_sweep # + β ∈ {1,2,4,16}
-    scripts/dkdfmh_emodb.sh [beta_sweep|ablation]  # all 10 folds, in parallel processes
+    python -m jaxser.train --config configs/dkdfmh_emodb.py:beta_sweep # β ∈ {1,2,4,8,16}
+    scripts/dkdfmh_emodb.sh ablation|beta_sweep    # all 10 folds, in parallel processes
 
 Every row of the paper's ablation is a stage of one run, so each fold trains the shared
 teacher once: `cnn_mha` (DKDFMH, CE; it is also the teacher), `cnn` (attention left out,
 CE), `kd`, `tckd`, `nckd`, `dkd` (students of the same network on the cached teacher
 segment logits; jaxser/methods/dkd.py). `--config.stage_order` picks a subset, e.g.
-"('cnn_mha','dkd')". `:beta_sweep` adds a DKD student for each other β (`dkd_beta1`, ...;
-β = 8 is `dkd`), so its report holds both the ablation table and the sweep.
+"('cnn_mha','dkd')". `:beta_sweep` trains `cnn_mha` and DKD at each β (`dkd_beta1`, ...;
+β = 8 is the `dkd` row) and writes report_beta_sweep.{md,json}; both variants may share
+one --workdir, where each trains only the stages the other has not.
 
 Paper settings: 40-band log filterbanks (0.04 s window, 0.01 s hop) of 2 s segments, hop
 1 s in training and 0.4 s (1.6 s overlap) in test, utterance = mean of segment
@@ -46,7 +47,7 @@ BETAS = (1, 2, 4, 8, 16)
 def build(name: str, corpus: dict, protocol: dict, variant: str = "ablation"):
   """The DKDFMH config for `corpus` and `protocol`; variant "ablation" or "beta_sweep"."""
   c = ml_collections.ConfigDict()
-  c.name = name + ("" if variant == "ablation" else f"_{variant}")
+  c.name = name
   c.seed = 42
   c.method = "dkd"
   c.corpus = corpus
@@ -76,17 +77,20 @@ def build(name: str, corpus: dict, protocol: dict, variant: str = "ablation"):
       "nckd": stage("nckd", loss_cfg=decoupled),
       "dkd": stage("dkd", loss_cfg=decoupled),
   }
-  if variant == "beta_sweep":
-    # The β = 8 point is the `dkd` row, so the sweep carries the whole ablation: one run
-    # directory gives both tables without training the teacher and β = 8 twice.
-    for b in BETAS:
-      if b != decoupled["beta"]:
-        stages[f"dkd_beta{b}"] = stage("dkd", loss_cfg={**decoupled, "beta": float(b)})
-  elif variant != "ablation":
+  for b in BETAS:  # β = 8 is the `dkd` row
+    if b != decoupled["beta"]:
+      stages[f"dkd_beta{b}"] = stage("dkd", loss_cfg={**decoupled, "beta": float(b)})
+  sweep = tuple(f"dkd_beta{b}" if b != decoupled["beta"] else "dkd" for b in BETAS)
+  # Both variants hold every stage and differ only in the stages they run and the report's
+  # name, so they may share one run directory and its teachers (train.prepare_workdir).
+  if variant == "ablation":
+    c.stage_order, report_file = ROWS, "report"
+  elif variant == "beta_sweep":
+    c.stage_order, report_file = ("cnn_mha",) + sweep, "report_beta_sweep"
+  else:
     raise ValueError(f"{name}: variant {variant!r} is unknown; use ':ablation' or ':beta_sweep'")
-  c.stage_order = tuple(stages)
   c.report = dict(compare=(("dkd", "nckd"), ("nckd", "kd"), ("kd", "cnn_mha"),
-                           ("cnn_mha", "cnn")), latency_repeats=0)
+                           ("cnn_mha", "cnn")), latency_repeats=0, file=report_file)
   c.stages = ml_collections.ConfigDict(stages)
   return c
 

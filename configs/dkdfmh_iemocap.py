@@ -3,7 +3,7 @@
     python -m jaxser.train --config configs/dkdfmh_iemocap.py \\
         --config.corpus.manual_dir=/data/IEMOCAP_full_release
     ... --config configs/dkdfmh_iemocap.py:loso              # leave one speaker out
-    ... --config configs/dkdfmh_iemocap.py:random,beta_sweep  # + DKD at β ∈ {1,2,4,16}
+    ... --config configs/dkdfmh_iemocap.py:random,beta_sweep  # β ∈ {1,2,4,8,16}
 
 `random` (default) is the paper's random 80/20 split of the improvised utterances, which
 is SPEAKER-DEPENDENT (the same speakers train and test; 10% of the training part

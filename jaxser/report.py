@@ -78,6 +78,12 @@ def latency_repeats(config) -> int:
   return int((config.get("report", {}) or {}).get("latency_repeats", 100))
 
 
+def file_stem(config) -> str:
+  """`config.report.file`, the report files' name (default "report"): variants that run
+  other stages of one config in a shared run directory give their reports their own names."""
+  return str((config.get("report", {}) or {}).get("file", "report"))
+
+
 def teacher_stages(config) -> list[str]:
   """Stages some other stage distils from, in stage order."""
   used = {t for s in config.stage_order for t in config.stages[s].get("teachers", ())}
@@ -98,7 +104,8 @@ def efficiency_section(config, efficiency: dict) -> dict:
 
 def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
           efficiency: dict | None = None) -> dict:
-  """Writes report.json, report.md and confusion PNGs under `workdir`; returns the report.
+  """Writes <file>.json, <file>.md (`file_stem`) and confusion PNGs under `workdir`; returns
+  the report.
 
   `efficiency` (optional): stage -> {'params', 'macs', 'latency_ms', 'input_shape'}, as
   `jaxser.profile.efficiency` measures it.
@@ -135,8 +142,9 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
       "seconds": round(seconds, 1), "train_seconds": round(train_seconds, 1),
       "config": to_dict(config),
   }
-  io_utils.write_json(os.path.join(workdir, "report.json"), rep)
-  io_utils.write_text(os.path.join(workdir, "report.md"), markdown(rep))
+  stem = os.path.join(workdir, file_stem(config))
+  io_utils.write_json(stem + ".json", rep)
+  io_utils.write_text(stem + ".md", markdown(rep))
   return rep
 
 

@@ -30,14 +30,21 @@ _FOLDS = flags.DEFINE_string(
     "accelerator or core); a last run without --folds finds every fold done and reports all.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: resolved config, TensorBoard logs, per-fold checkpoints "
-    "and teacher caches, report.{json,md}. Default: runs/<config.name>. Re-using it resumes.")
+    "and teacher caches, report.{json,md} (config.report.file names them). Default: "
+    "runs/<config.name>. Re-using it resumes.")
+
+
+# Settings that change no stage's result, so runs sharing a directory may differ in them.
+_FREE_SETTINGS = {"stage_order", "report", "name"}
 
 
 def prepare_workdir(workdir: str, config) -> None:
   """Creates `workdir` and records the config; refuses to mix two configs in one run dir.
 
-  `stage_order` may differ: results are kept per stage (and checked by stage hash), so a
-  run may train a subset of the stages first and the rest later in the same directory.
+  Only settings that change no stage's result may differ: `stage_order`, `report` and
+  `name`. Results are kept per stage (and checked by stage hash), so a run may train some
+  stages first and the rest later, and a config's variants (stage subsets with their own
+  report, e.g. an ablation and a sweep) may share one directory and its teachers.
   """
   from jaxser import io_utils
   from jaxser.config_utils import to_dict
@@ -51,7 +58,7 @@ def prepare_workdir(workdir: str, config) -> None:
   resolved = to_dict(config)
   if os.path.exists(path):
     previous = io_utils.read_json(path)
-    changed = sorted(k for k in (set(previous) | set(resolved)) - {"stage_order"}
+    changed = sorted(k for k in (set(previous) | set(resolved)) - _FREE_SETTINGS
                      if previous.get(k) != resolved.get(k))
     if changed:
       raise UserError(f"--workdir {workdir} holds a run with a different config (settings that "

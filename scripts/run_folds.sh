@@ -35,4 +35,4 @@ if [ "$JOBS" -gt 1 ]; then
   fi
 fi
 train "$@"  # every fold done by now (JOBS=1: runs them all), so this writes the full report
-cat "$WORKDIR/report.md"
+cat "$(ls -t "$WORKDIR"/report*.md | head -1)"  # the report this run wrote (config.report.file)

@@ -139,9 +139,11 @@ def test_iemocap_configs_build(arg):
   assert c.corpus.subset == "improvised" and c.method == "dkd"
   rows = ("cnn_mha", "cnn", "kd", "tckd", "nckd", "dkd")
   if "beta_sweep" in arg:
-    # β = 8 is the dkd row; the other βs follow the ablation rows.
-    assert c.stage_order == rows + tuple(f"dkd_beta{b}" for b in (1, 2, 4, 16))
-    assert [c.stages[f"dkd_beta{b}"].loss_cfg.beta for b in (1, 2, 4, 16)] == [1, 2, 4, 16]
-    assert c.stages.dkd.loss_cfg.beta == 8
+    # β = 8 is the dkd row.
+    sweep = ("dkd_beta1", "dkd_beta2", "dkd_beta4", "dkd", "dkd_beta16")
+    assert c.stage_order == ("cnn_mha",) + sweep and c.report.file == "report_beta_sweep"
+    assert [c.stages[s].loss_cfg.beta for s in sweep] == [1, 2, 4, 8, 16]
   else:
-    assert c.stage_order == rows
+    assert c.stage_order == rows and c.report.file == "report"
+  # Every variant holds every stage, so variants can share a run directory.
+  assert set(c.stages) == set(rows) | {"dkd_beta1", "dkd_beta2", "dkd_beta4", "dkd_beta16"}

@@ -106,6 +106,26 @@ def test_folds_run_separately_then_report_together(tmp_path, capsys):
   assert whole["per_fold"]["student_kd"]["fold_1"] == part["per_fold"]["student_kd"]["fold_1"]
 
 
+def test_variants_share_a_run_directory(tmp_path, capsys):
+  """Stage subsets with their own report names (a config's variants) reuse each other's stages."""
+  workdir = str(tmp_path / "run")
+  first = tiny_quickstart(epochs=1)
+  first.stage_order = ("teacher", "student_alone")
+  train.run(first, workdir)
+  capsys.readouterr()
+  second = tiny_quickstart(epochs=1)
+  second.name, second.stage_order = "sweep", ("teacher", "student_kd")
+  second.report.file = "report_sweep"
+  rep = train.run(second, workdir)
+  out = capsys.readouterr().out
+  # The teacher is not trained again (its cache, unused by the first run, is written now).
+  assert "fold_0 teacher epoch" not in out and "student_kd: test UA" in out
+  assert "student_alone" not in out and rep["stages"] == ["teacher", "student_kd"]
+  first_rep = json.loads((tmp_path / "run" / "report.json").read_text())
+  assert first_rep["stages"] == ["teacher", "student_alone"]
+  assert "student_kd" in (tmp_path / "run" / "report_sweep.md").read_text()
+
+
 def test_folds_flag_values():
   assert train.parse_folds(None, 10) is None
   assert train.parse_folds("0,2-4, 9", 10) == [0, 2, 3, 4, 9]
