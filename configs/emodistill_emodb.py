@@ -10,6 +10,9 @@ Stages of the ablation run (one run, so each fold trains each teacher once):
 (BERT text classifier on the transcript, CE; "linguistic teacher alone"), `student_alone`
 (the student with CE only; "w/o both teachers"), `emodistill` (the full loss),
 `no_logits` (α = 0), `no_embeddings` (β = 0), `no_linguistic`, `no_prosodic` (one teacher).
+The sweeps train the teachers and one student per τ (`tau_l_1`, ..., `tau_p_0p25`, ...; the
+paper's τ is the `emodistill` stage) and write report_<variant>.{md,json}. All variants
+may share one --workdir, where each trains only the stages the others have not.
 
 Here, not the paper: no pretrained HuBERT can be downloaded, so the student's encoder is
 `small-hubert` (HuBERT-shaped, 4 layers of width 128) trained from scratch; the linguistic
@@ -41,7 +44,7 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
           epochs: int, variant: str = "ablation"):
   """The EmoDistill config; variant "ablation", "tau_l_sweep" or "tau_p_sweep"."""
   c = ml_collections.ConfigDict()
-  c.name = name + ("" if variant == "ablation" else f"_{variant}")
+  c.name = name
   c.seed = 42
   c.method = "emodistill"
   c.corpus = corpus
@@ -76,27 +79,35 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
     return dict(model=student_model, input=waveform, loss="distill", loss_cfg=cfg,
                 teachers=teachers, train=stage_train())
 
-  stages = {"prosodic": prosodic, "linguistic": linguistic}
+  stages = dict(
+      prosodic=prosodic, linguistic=linguistic,
+      student_alone=dict(model=student_model, input=waveform, loss="ce",
+                         loss_cfg=dict(label_smoothing=0.0), teachers=(), train=stage_train()),
+      emodistill=student_stage(), no_logits=student_stage(alpha=0.0),
+      no_embeddings=student_stage(beta=0.0), no_linguistic=student_stage(linguistic=""),
+      no_prosodic=student_stage(prosodic=""))
+  # The paper's τ is the `emodistill` stage; the other sweep points are stages of their own.
+  sweeps = {}
+  for key, values in (("tau_l", TAU_L), ("tau_p", TAU_P)):
+    names = ["emodistill" if t == weights[key] else f"{key}_{t:g}".replace(".", "p")
+             for t in values]
+    stages.update({n: student_stage(**{key: t}) for n, t in zip(names, values)
+                   if n != "emodistill"})
+    sweeps[f"{key}_sweep"] = tuple(names)
+  # Every variant holds every stage and differs only in the stages it runs and its report's
+  # name, so the variants may share one run directory and its teachers
+  # (train.prepare_workdir).
   if variant == "ablation":
-    stages.update(
-        student_alone=dict(model=student_model, input=waveform, loss="ce",
-                           loss_cfg=dict(label_smoothing=0.0), teachers=(), train=stage_train()),
-        emodistill=student_stage(), no_logits=student_stage(alpha=0.0),
-        no_embeddings=student_stage(beta=0.0), no_linguistic=student_stage(linguistic=""),
-        no_prosodic=student_stage(prosodic=""))
-    c.report = dict(compare=(("emodistill", "student_alone"), ("emodistill", "no_logits"),
-                             ("emodistill", "no_embeddings"), ("emodistill", "no_linguistic"),
-                             ("emodistill", "no_prosodic")), latency_repeats=0)
-  elif variant == "tau_l_sweep":
-    stages.update({f"tau_l_{t:g}".replace(".", "p"): student_stage(tau_l=t) for t in TAU_L})
-    c.report = dict(compare=(), latency_repeats=0)
-  elif variant == "tau_p_sweep":
-    stages.update({f"tau_p_{t:g}".replace(".", "p"): student_stage(tau_p=t) for t in TAU_P})
-    c.report = dict(compare=(), latency_repeats=0)
+    c.stage_order, report_file = ABLATION, "report"
+  elif variant in sweeps:
+    c.stage_order = ("prosodic", "linguistic") + sweeps[variant]
+    report_file = f"report_{variant}"
   else:
     raise ValueError(f"{name}: variant {variant!r} is unknown; use ablation, tau_l_sweep or "
                      "tau_p_sweep")
-  c.stage_order = tuple(stages)
+  c.report = dict(compare=(("emodistill", "student_alone"), ("emodistill", "no_logits"),
+                           ("emodistill", "no_embeddings"), ("emodistill", "no_linguistic"),
+                           ("emodistill", "no_prosodic")), latency_repeats=0, file=report_file)
   c.stages = ml_collections.ConfigDict(stages)
   return c
 

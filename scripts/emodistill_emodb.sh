@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# EmoDistill on EmoDB, leave-one-speaker-out: the teachers and Table 2's ablation rows into
-# results/emodistill_emodb, or a temperature sweep (τ_L or τ_P, the paper's Figure 2) into
-# results/emodistill_emodb_<variant>.
+# EmoDistill on EmoDB, leave-one-speaker-out, into results/emodistill_emodb: `ablation` the
+# teachers and Table 2's rows (report.md), `tau_l_sweep` / `tau_p_sweep` a temperature sweep
+# (the paper's Figure 2; report_<variant>.md). The variants share the run directory, so the
+# teachers and the paper's τ (the `emodistill` row) train once for all.
 #
 #   scripts/emodistill_emodb.sh ablation|tau_l_sweep|tau_p_sweep [--config.<key>=<value> ...]
 #
@@ -12,10 +13,10 @@ cd "$(dirname "$0")/.."
 variant="${1:?usage: scripts/emodistill_emodb.sh ablation|tau_l_sweep|tau_p_sweep [overrides]}"
 shift
 case "$variant" in
-  ablation) workdir=results/emodistill_emodb ;;
-  tau_l_sweep|tau_p_sweep) workdir="results/emodistill_emodb_$variant" ;;
+  ablation|tau_l_sweep|tau_p_sweep) ;;
   *) echo "scripts/emodistill_emodb.sh: unknown variant '$variant'; use ablation, tau_l_sweep" \
           "or tau_p_sweep" >&2
      exit 2 ;;
 esac
-exec scripts/run_folds.sh "configs/emodistill_emodb.py:$variant" "${WORKDIR:-$workdir}" 10 "$@"
+exec scripts/run_folds.sh "configs/emodistill_emodb.py:$variant" \
+    "${WORKDIR:-results/emodistill_emodb}" 10 "$@"

@@ -112,8 +112,8 @@ def test_iemocap_config_dry_run_runs_every_stage(tmp_path):
 @pytest.mark.parametrize("variant,students", [
     ("ablation", ("student_alone", "emodistill", "no_logits", "no_embeddings", "no_linguistic",
                   "no_prosodic")),
-    ("tau_l_sweep", ("tau_l_1", "tau_l_2", "tau_l_3", "tau_l_4", "tau_l_5", "tau_l_8")),
-    ("tau_p_sweep", ("tau_p_0p25", "tau_p_0p5", "tau_p_1", "tau_p_2", "tau_p_4"))])
+    ("tau_l_sweep", ("tau_l_1", "tau_l_2", "tau_l_3", "tau_l_4", "emodistill", "tau_l_8")),
+    ("tau_p_sweep", ("tau_p_0p25", "emodistill", "tau_p_1", "tau_p_2", "tau_p_4"))])
 def test_emodb_config_rows(variant, students):
   import importlib.util
   from tiny_config import ROOT
@@ -134,3 +134,9 @@ def test_emodb_config_rows(variant, students):
     assert c.stages.student_alone.loss == "ce"
   elif variant == "tau_l_sweep":
     assert [c.stages[s].loss_cfg.tau_l for s in students] == [1, 2, 3, 4, 5, 8]
+  else:
+    assert [c.stages[s].loss_cfg.tau_p for s in students] == [0.25, 0.5, 1, 2, 4]
+  # Every variant holds every stage (13 students and 2 teachers), so they can share a run
+  # directory; each names its own report.
+  assert len(c.stages) == 2 + 6 + 5 + 4
+  assert c.report.file == ("report" if variant == "ablation" else f"report_{variant}")
