@@ -11,6 +11,8 @@ Students as in Pate & Vayeda 2025: LiteCNN (~1.08 M parameters) on the first 1 s
 loss. Budget: at most 30 epochs (early stopping patience 20, as the paper, rarely
 triggers) instead of the paper's 200: on this 2-core CPU a student epoch took 36-45 s in
 each of two processes, and all 10 folds 8.7 h of epochs in sum (~4.5 h wall in two processes).
+Those times predate commit f78860e, which removed a 13-18 s per-epoch wait on the tf.data
+autotuner; the LiteCNN run was not re-timed after it.
 
 Teacher: no wav2vec2 weights can be downloaded here, so the teacher is the strongest
 one found that trains here from scratch: an MLP on the 88 eGeMAPSv02 functionals of the
