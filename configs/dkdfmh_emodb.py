@@ -26,6 +26,15 @@ more), and at lr 1e-4 the teacher was still near chance after 50 epochs (train l
 only, 40 epochs: lr 1e-3 reached its best validation UA (62.8%) at epoch 18 and none of
 epochs 30-40 beat it; lr 3e-3 peaked lower (57.0%). Validation UA swings by up to 40 points
 between epochs (one speaker, about 58 clips), so best-epoch selection matters here.
+
+Measured (scripts/dkdfmh_emodb.sh ablation, results/dkdfmh_emodb/report.md, 10 folds, test
+UA / WA %, mean ± population std): CNN 53.2 ± 11.9 / 55.4 ± 11.5, CNN+MHA (teacher)
+45.4 ± 7.5 / 49.4 ± 5.1, +KD 43.0 ± 10.9 / 45.4 ± 12.6, TCKD 41.3 ± 8.4 / 42.3 ± 9.5, NCKD
+33.7 ± 9.0 / 36.0 ± 8.8, DKD 32.6 ± 5.2 / 37.0 ± 5.1: the paper's ordering is reversed. The
+teachers are weak: 51-74% accuracy on their own training segments, and at T = 4 their mean
+top probability is 0.20-0.32 (uniform: 0.14), so the distillation terms (weight T² = 16 for
+KD, β·T² = 128 for NCKD, against 1 for CE) copy a teacher that is wrong on a third or more
+of the training segments and nearly flat. 5.3 h of epochs in sum.
 """
 
 import os
