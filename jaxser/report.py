@@ -84,6 +84,12 @@ def file_stem(config) -> str:
   return str((config.get("report", {}) or {}).get("file", "report"))
 
 
+def confusion_file(stem: str, stage: str) -> str:
+  """A stage's pooled confusion-matrix image, named by its report so that variants sharing a
+  run directory do not overwrite each other's (they may cover other folds)."""
+  return f"{stem}_confusion_{stage}.png"
+
+
 def teacher_stages(config) -> list[str]:
   """Stages some other stage distils from, in stage order."""
   used = {t for s in config.stage_order for t in config.stages[s].get("teachers", ())}
@@ -124,7 +130,7 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
     per_fold[stage] = {f.name: {m: results[f.name][stage]["test"][m] for m in METRICS}
                        for f in folds}
     plot_confusion(cm, corpus.class_names, f"{config.name}: {stage} (all folds)",
-                   os.path.join(workdir, f"confusion_{stage}.png"))
+                   os.path.join(workdir, confusion_file(file_stem(config), stage)))
   # Results written before train_seconds was recorded give their last run's wall time.
   train_seconds = sum(r.get("train_seconds", r.get("seconds", 0.0))
                       for f in folds for r in (results[f.name][s] for s in stages))
@@ -268,7 +274,8 @@ def markdown(rep) -> str:
         f"{100 * rep['per_fold'][s][fold]['ua']:.2f} | {100 * rep['per_fold'][s][fold]['wa']:.2f}"
         for s in rep["stages"]) + " |")
   lines += ["", "## Confusion matrices (all folds pooled)", ""]
-  lines += [f"![{s}](confusion_{s}.png)" for s in rep["stages"]]
+  stem = file_stem(rep["config"])
+  lines += [f"![{s}]({confusion_file(stem, s)})" for s in rep["stages"]]
   return "\n".join(lines) + "\n"
 
 

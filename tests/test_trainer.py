@@ -123,7 +123,14 @@ def test_variants_share_a_run_directory(tmp_path, capsys):
   assert "student_alone" not in out and rep["stages"] == ["teacher", "student_kd"]
   first_rep = json.loads((tmp_path / "run" / "report.json").read_text())
   assert first_rep["stages"] == ["teacher", "student_alone"]
-  assert "student_kd" in (tmp_path / "run" / "report_sweep.md").read_text()
+  sweep_md = (tmp_path / "run" / "report_sweep.md").read_text()
+  assert "student_kd" in sweep_md
+  # Each report links its own images; the first report's teacher image is not overwritten.
+  assert "](report_sweep_confusion_teacher.png)" in sweep_md
+  for name in ("report_confusion_teacher.png", "report_sweep_confusion_teacher.png",
+               "report_sweep_confusion_student_kd.png"):
+    assert (tmp_path / "run" / name).is_file(), name
+  assert not (tmp_path / "run" / "report_confusion_student_kd.png").exists()
 
 
 def test_folds_flag_values():
