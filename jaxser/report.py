@@ -256,7 +256,8 @@ def markdown(rep) -> str:
       f"- Time: {rep['train_seconds'] / 3600:.2f} h in training epochs, summed over stages and "
       f"folds; this invocation {rep['seconds']} s", "",
       "## Test results, mean ± std over folds (%)", "",
-      "UA is the macro recall (mean of per-class recalls); WA is the accuracy.", "",
+      "UA is the macro recall (mean of per-class recalls); WA is the accuracy. Every std in "
+      "this report is the population std over folds (ddof 0).", "",
       "| stage | params | UA (macro recall) | WA (accuracy) | macro precision | macro-F1 | "
       "weighted-F1 |", "|---|---:|---:|---:|---:|---:|---:|",
   ]

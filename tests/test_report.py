@@ -105,6 +105,7 @@ def test_markdown_has_the_paper_tables(tmp_path):
   assert (f"| student_alone | 100 | 51.67 ± {100 * np.std([0.40, 0.65, 0.50]):.2f} | "
           f"53.33 ± {100 * np.std([0.45, 0.60, 0.55]):.2f} | "
           f"{100 * prec.mean():.2f} ± {100 * prec.std():.2f} |") in md
+  assert "population std over folds (ddof 0)" in md  # np.std above: the reader must know
   # Paired differences, per fold and summarised.
   assert "| student_kd − student_alone UA | student_kd − student_alone WA |" in md
   assert "| fold_1 | -5.00 | +10.00 | +20.00 | +15.00 |" in md
