@@ -1,23 +1,40 @@
 """Orbax checkpoints of one stage of one fold: `latest/` for resume, `best/` for evaluation.
 
 Orbax writes each step to a temporary directory and renames it when complete, so a
-run killed mid-save leaves the previous checkpoint intact.
+run killed mid-save leaves the previous checkpoint intact. The directory records the stage
+hash it was written under (`stage_hash`), so a changed stage config never resumes from it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any, Optional
 
 import jax
 import orbax.checkpoint as ocp
 
+from jaxser import io_utils
+
 
 class StageCheckpoints:
   """The `latest` and `best` checkpoint managers under `directory`."""
 
-  def __init__(self, directory: str):
+  def __init__(self, directory: str, stage_hash: Optional[str] = None, discard: bool = False):
+    """`stage_hash`: the config the checkpoints belong to; ones written under another hash
+    (or any, with `discard`) are deleted, so the stage starts afresh instead of resuming."""
     self.directory = os.path.abspath(directory)
+    marker = os.path.join(self.directory, "stage_hash")
+    if os.path.isdir(self.directory):
+      # No marker: written before markers existed, so nothing tells it apart; kept.
+      old = open(marker).read().strip() if os.path.exists(marker) else stage_hash
+      if discard or old != stage_hash:
+        print(f"{self.directory}: checkpoints of another config of this stage (hash {old}, "
+              f"now {stage_hash}); deleted, the stage starts afresh")
+        shutil.rmtree(self.directory)
+    if stage_hash is not None:
+      os.makedirs(self.directory, exist_ok=True)
+      io_utils.write_text(marker, stage_hash)
     opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
                                         enable_async_checkpointing=False)
     self._latest = ocp.CheckpointManager(os.path.join(self.directory, "latest"), options=opts)

@@ -220,7 +220,10 @@ class Experiment:
     eval_ds = lambda ids: pipeline.dataset(inputs.example_ids(ids, train=False),
                                            tcfg.eval_batch_size, train=False)
     augment = self._noise(name, inputs, train_ids)
-    ckpts = StageCheckpoints(os.path.join(stage_dir, "checkpoints"))
+    stale = done is None and os.path.exists(result_path)
+    if stale:  # a result of another config of this stage; its checkpoints are of that one too
+      os.remove(result_path)  # (else a resume of this run would discard its own checkpoints)
+    ckpts = StageCheckpoints(os.path.join(stage_dir, "checkpoints"), digest, discard=stale)
     writer = metric_writers.create_default_writer(
         os.path.join(self.workdir, "logs", fold.name, name), asynchronous=False)
     try:

@@ -161,6 +161,38 @@ def test_a_changed_config_does_not_reuse_a_run_directory(tmp_path):
   train.prepare_workdir(str(tmp_path), config)
 
 
+def test_checkpoints_of_another_stage_config_are_not_resumed(tmp_path):
+  state = {"w": np.arange(3, dtype=np.float32)}
+  ckpts = StageCheckpoints(str(tmp_path / "a"), "hash1")
+  ckpts.save_latest(0, state, {"epoch": 0})
+  ckpts.close()
+  same = StageCheckpoints(str(tmp_path / "a"), "hash1")
+  assert same.restore_latest(state)[1] == {"epoch": 0}
+  same.close()
+  changed = StageCheckpoints(str(tmp_path / "a"), "hash2")
+  assert changed.restore_latest(state) is None
+  changed.close()
+  assert (tmp_path / "a" / "stage_hash").read_text() == "hash2"
+  unmarked = tmp_path / "b"  # written before the marker existed: nothing tells it apart
+  legacy = StageCheckpoints(str(unmarked))
+  legacy.save_latest(0, state, {"epoch": 0})
+  legacy.close()
+  assert StageCheckpoints(str(unmarked), "hash1").restore_latest(state) is not None
+  assert StageCheckpoints(str(unmarked), "hash1", discard=True).restore_latest(state) is None
+
+
+def test_a_changed_stage_reruns_from_scratch_in_a_reused_run_directory(tmp_path):
+  # The UserError for a changed config says: delete config.json to reuse the directory.
+  # The changed stages must then train afresh, not resume their old checkpoints.
+  train.run(tiny_quickstart(), str(tmp_path / "reused"))
+  changed = tiny_quickstart()
+  changed.train.learning_rate *= 3
+  os.remove(tmp_path / "reused" / "config.json")
+  train.run(changed, str(tmp_path / "reused"))
+  train.run(changed, str(tmp_path / "fresh"))
+  assert _report(tmp_path / "reused") == _report(tmp_path / "fresh")
+
+
 def test_unknown_config_key_is_one_clear_error(tmp_path):
   out = subprocess.run(
       [sys.executable, "-m", "jaxser.train", "--config", "configs/quickstart.py",
