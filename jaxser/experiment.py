@@ -117,9 +117,6 @@ class Experiment:
     grid_cfg = self.config.get("eval_noise")
     if not grid_cfg or self.config.stages[name].input.kind != "waveform":
       return {}
-    test_ids = inputs.example_ids(fold.test, train=False)
-    rows = inputs.rows(test_ids.tolist())
-    x, length = inputs.x[rows], inputs.length[rows]
     labels = np.asarray([self._labels[u] for u in fold.test], np.int32)
     out = {}
     for kind in grid_cfg.types:
@@ -127,14 +124,19 @@ class Experiment:
         one = ml_collections.ConfigDict({**to_dict(grid_cfg), "types": (kind,),
                                          "snr_db": (float(snr),)})
         aug = self._noise(name, inputs, train_ids, cfg=one, seed=(self.config.seed, 1))
-        noisy = InputArrays(ids=test_ids, x=aug(test_ids, x, length, 0), length=length,
-                            label=inputs.label[rows])
-        ds = Pipeline(noisy).dataset(test_ids, self.stage_train_cfg(name).eval_batch_size,
-                                     train=False)
-        m = trainer.evaluate(steps["predict"], state, ds, labels, self.corpus.num_classes,
-                             _groups(inputs, fold.test))["metrics"]
+        m = trainer.evaluate(steps["predict"], state, self._noisy_eval_ds(name, inputs, fold.test,
+                                                                          aug),
+                             labels, self.corpus.num_classes, _groups(inputs, fold.test))["metrics"]
         out[f"{kind}@{snr:g}"] = {"ua": m["ua"], "wa": m["wa"]}
     return out
+
+  def _noisy_eval_ds(self, name, inputs, utts, aug):
+    """The evaluation dataset of utterances `utts`, each clip mixed by `aug` (a fixed draw)."""
+    ids = inputs.example_ids(utts, train=False)
+    rows = inputs.rows(ids.tolist())
+    x, length = inputs.x[rows], inputs.length[rows]
+    noisy = InputArrays(ids=ids, x=aug(ids, x, length, 0), length=length, label=inputs.label[rows])
+    return Pipeline(noisy).dataset(ids, self.stage_train_cfg(name).eval_batch_size, train=False)
 
   def _needed_later(self, name) -> bool:
     return any(name in self.config.stages[s].get("teachers", ())
@@ -220,6 +222,12 @@ class Experiment:
     eval_ds = lambda ids: pipeline.dataset(inputs.example_ids(ids, train=False),
                                            tcfg.eval_batch_size, train=False)
     augment = self._noise(name, inputs, train_ids)
+    valid_ds = eval_ds(fold.valid)
+    if augment is not None and stage.noise.get("valid", False):
+      # Select the best epoch on the condition the stage trains on: the validation clips
+      # mixed with its training noise, one fixed draw per clip (own seed stream).
+      valid_ds = self._noisy_eval_ds(name, inputs, fold.valid, self._noise(
+          name, inputs, train_ids, seed=(self.config.seed, 2)))
     stale = done is None and os.path.exists(result_path)
     if stale:  # a result of another config of this stage; its checkpoints are of that one too
       os.remove(result_path)  # (else a resume of this run would discard its own checkpoints)
@@ -233,7 +241,7 @@ class Experiment:
             train_data=lambda e: pipeline.dataset(train_ids, tcfg.batch_size, train=True,
                                                   seed=self.config.seed, epoch=e,
                                                   augment=augment),
-            valid_data=eval_ds(fold.valid), valid_labels=labels(fold.valid),
+            valid_data=valid_ds, valid_labels=labels(fold.valid),
             valid_groups=_groups(inputs, fold.valid),
             num_classes=self.corpus.num_classes, cfg=tcfg, steps_per_epoch=steps_per_epoch,
             ckpts=ckpts, writer=writer, desc=f"{fold.name} {name}")

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 from flax.traverse_util import flatten_dict
 
-from jaxser import losses, train
+from jaxser import losses, train, trainer
 from jaxser.data import teacher_cache
 from jaxser.methods import mlkd
 from jaxser.models.w2v2_classifier import W2V2Classifier
@@ -76,7 +76,15 @@ def test_hidden_state_loss_pairs_layers_and_ignores_padding():
                              rtol=1e-5)
 
 
-def test_tiny_mlkd_run_with_noisy_training_and_test_grid(tmp_path):
+def test_tiny_mlkd_run_with_noisy_training_and_test_grid(tmp_path, monkeypatch):
+  valid_x = {}  # stage -> the first validation batch its best epoch is chosen on
+  fit = trainer.fit
+
+  def recording_fit(**kw):
+    valid_x[kw["desc"].split()[-1]] = next(iter(kw["valid_data"]))["x"].numpy()
+    return fit(**kw)
+
+  monkeypatch.setattr(trainer, "fit", recording_fit)
   c = load_config("mlkd_emodb")
   c.corpus = dict(name="synthetic", seed=0, num_speakers=8, utterances_per_speaker=4,
                   min_seconds=0.5, max_seconds=1.0)
@@ -105,6 +113,11 @@ def test_tiny_mlkd_run_with_noisy_training_and_test_grid(tmp_path):
   assert set(rep["noisy"]) == set(c.stage_order)
   md = open(os.path.join(workdir, "report.md")).read()
   assert "Noisy test speech" in md and "| 0 |" in md
+  # noise.valid: the students are selected on noisy validation clips, both on the same
+  # ones; the teacher (no noise) on the clean clips.
+  assert c.stages.mlkd.noise.valid and "noise" not in c.stages.teacher
+  np.testing.assert_array_equal(valid_x["student_alone"], valid_x["mlkd"])
+  assert np.abs(valid_x["mlkd"] - valid_x["teacher"]).max() > 1e-3  # 0 if clean
 
 
 def test_iemocap_config_is_the_papers_setting():

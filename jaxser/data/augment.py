@@ -7,6 +7,8 @@ so a resumed run sees the same noise.
 Types are the built-in generators (white, pink, brown), "babble" (training utterances of
 other speakers) and, with `dir`, the recordings of a NOISEX-92-style folder.
 Only the valid samples are mixed; with `input.normalize` they are re-normalised after.
+`noise.valid=True` mixes the validation clips too (one fixed draw per clip), so the best
+epoch is chosen on the condition the stage trains on.
 """
 
 from __future__ import annotations
