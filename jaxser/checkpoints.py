@@ -26,11 +26,13 @@ class StageCheckpoints:
     self.directory = os.path.abspath(directory)
     marker = os.path.join(self.directory, "stage_hash")
     if os.path.isdir(self.directory):
-      # No marker: written before markers existed, so nothing tells it apart; kept.
-      old = open(marker).read().strip() if os.path.exists(marker) else stage_hash
-      if discard or old != stage_hash:
-        print(f"{self.directory}: checkpoints of another config of this stage (hash {old}, "
-              f"now {stage_hash}); deleted, the stage starts afresh")
+      # No marker: written before markers existed, so only `discard` tells it apart.
+      old = open(marker).read().strip() if os.path.exists(marker) else None
+      if discard or old not in (None, stage_hash):
+        why = (f"stage hash {old}, now {stage_hash}" if old not in (None, stage_hash)
+               else "the stage's result.json was of another config")
+        print(f"{self.directory}: checkpoints of another config of this stage ({why}); "
+              "deleted, the stage starts afresh")
         shutil.rmtree(self.directory)
     if stage_hash is not None:
       os.makedirs(self.directory, exist_ok=True)
