@@ -66,6 +66,9 @@ class StageCheckpoints:
     """(state, meta) of the latest checkpoint, or None when there is none."""
     return self._restore(self._latest, abstract_state)
 
+  def has_best(self) -> bool:
+    return self._best.latest_step() is not None
+
   def restore_best(self, abstract_state):
     return self._restore(self._best, abstract_state)
 

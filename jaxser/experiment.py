@@ -232,6 +232,9 @@ class Experiment:
     if stale:  # a result of another config of this stage; its checkpoints are of that one too
       os.remove(result_path)  # (else a resume of this run would discard its own checkpoints)
     ckpts = StageCheckpoints(os.path.join(stage_dir, "checkpoints"), digest, discard=stale)
+    if done is not None and not ckpts.has_best():  # checkpoints stay local, results are shared
+      print(f"{fold.name} {name}: no checkpoint to rebuild its teacher cache from; training again")
+      done = None
     writer = metric_writers.create_default_writer(
         os.path.join(self.workdir, "logs", fold.name, name), asynchronous=False)
     try:

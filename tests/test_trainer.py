@@ -193,6 +193,20 @@ def test_a_changed_stage_reruns_from_scratch_in_a_reused_run_directory(tmp_path)
   assert _report(tmp_path / "reused") == _report(tmp_path / "fresh")
 
 
+def test_results_without_cache_files_or_checkpoints_train_the_teacher_again(tmp_path):
+  # A fresh checkout of committed results: checkpoints are git-ignored, and a large cache
+  # array may be too. The teacher trains again (deterministically) instead of failing.
+  import shutil
+  workdir = tmp_path / "run"
+  first = train.run(tiny_quickstart(), str(workdir))
+  os.remove(workdir / "fold_0" / "cache" / "teacher" / "logits.npy")
+  for stage in ("teacher", "student_alone", "student_kd"):
+    shutil.rmtree(workdir / "fold_0" / stage / "checkpoints")
+  again = train.run(tiny_quickstart(), str(workdir))
+  assert (workdir / "fold_0" / "cache" / "teacher" / "logits.npy").exists()
+  assert again["summary"] == first["summary"]
+
+
 def test_unknown_config_key_is_one_clear_error(tmp_path):
   out = subprocess.run(
       [sys.executable, "-m", "jaxser.train", "--config", "configs/quickstart.py",

@@ -98,8 +98,13 @@ def read(path: str) -> TeacherCache:
 
 
 def read_if_fresh(path: str, expected: dict):
-  """The cache at `path` if its meta matches `expected` on every key, else None."""
-  if not os.path.exists(os.path.join(path, "meta.json")):
+  """The cache at `path` if its meta matches `expected` on every key and every array file
+  is there (a checkout may lack the large ones), else None."""
+  meta_file = os.path.join(path, "meta.json")
+  if not os.path.exists(meta_file):
+    return None
+  files = ["ids"] + io_utils.read_json(meta_file)["keys"]
+  if not all(os.path.exists(os.path.join(path, f"{k}.npy")) for k in files):
     return None
   cache = read(path)
   if any(cache.meta.get(k) != v for k, v in expected.items()):
