@@ -22,13 +22,14 @@ class StageCheckpoints:
 
   def __init__(self, directory: str, stage_hash: Optional[str] = None, discard: bool = False):
     """`stage_hash`: the config the checkpoints belong to; ones written under another hash
-    (or any, with `discard`) are deleted, so the stage starts afresh instead of resuming."""
+    (or any, with `discard`) are deleted, so the stage starts afresh instead of resuming.
+    Without `stage_hash` (opening checkpoints to read them) nothing is checked or deleted."""
     self.directory = os.path.abspath(directory)
     marker = os.path.join(self.directory, "stage_hash")
     if os.path.isdir(self.directory):
       # No marker: written before markers existed, so only `discard` tells it apart.
       old = open(marker).read().strip() if os.path.exists(marker) else None
-      if discard or old not in (None, stage_hash):
+      if discard or (stage_hash is not None and old not in (None, stage_hash)):
         why = (f"stage hash {old}, now {stage_hash}" if old not in (None, stage_hash)
                else "the stage's result.json was of another config")
         print(f"{self.directory}: checkpoints of another config of this stage ({why}); "

@@ -173,6 +173,12 @@ def test_checkpoints_of_another_stage_config_are_not_resumed(tmp_path):
   assert changed.restore_latest(state) is None
   changed.close()
   assert (tmp_path / "a" / "stage_hash").read_text() == "hash2"
+  changed.save_latest(1, state, {"epoch": 1})
+  changed.close()
+  reader = StageCheckpoints(str(tmp_path / "a"))  # no hash: opened to read, nothing deleted
+  assert reader.restore_latest(state)[1] == {"epoch": 1}
+  reader.close()
+  assert (tmp_path / "a" / "stage_hash").read_text() == "hash2"
   unmarked = tmp_path / "b"  # written before the marker existed: nothing tells it apart
   legacy = StageCheckpoints(str(unmarked))
   legacy.save_latest(0, state, {"epoch": 0})
