@@ -34,3 +34,17 @@ def stage_train(**overrides):
                      f"use {sorted(TRAIN_OVERRIDES)}")
   return config_dict.ConfigDict({k: overrides.get(k, config_dict.placeholder(t))
                                  for k, t in TRAIN_OVERRIDES.items()})
+
+
+def load_config_file(spec: str):
+  """get_config() of a config file named as `--config` takes it: `path` or `path:variant`."""
+  import importlib.util
+  import os
+  path, _, variant = spec.partition(":")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config file {path!r} not found; name one of configs/, "
+                            "e.g. configs/quickstart.py")
+  module_spec = importlib.util.spec_from_file_location("_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant) if variant else module.get_config()

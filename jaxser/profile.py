@@ -17,7 +17,6 @@ filterbanks, eGeMAPS through opensmile), the mean over `repeats` random clips.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import json
 import os
@@ -30,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict
 
+from jaxser.config_utils import load_config_file, to_dict
 from jaxser.features.egemaps import NUM_FUNCTIONALS, NUM_LLDS
 
 
@@ -91,7 +91,6 @@ def feature_ms(input_cfg, sample_rate: int, clips: int = 100) -> float | None:
   (`inputs.build_inputs`, no eGeMAPS disk cache), over `clips` random clips of the stage's
   `max_seconds` (1 s if unset); None for inputs that are not audio (tokens)."""
   import ml_collections
-  from jaxser.config_utils import to_dict
   from jaxser.data import inputs
   from jaxser.data.corpus import Corpus, Utterance
   if input_cfg["kind"] == "tokens":
@@ -125,7 +124,6 @@ def efficiency(config, num_classes: int, inputs: dict, repeats: int = 100) -> di
   the first clip gives the shape. Stages with the same model and input shape are measured
   once. Weights are a fresh initialisation: latency and MACs depend on shapes only.
   """
-  from jaxser.config_utils import to_dict
   from jaxser.models.registry import build_model
   out, seen, features = {}, {}, {}
   for stage in config.stage_order:
@@ -199,10 +197,7 @@ def main(argv=None) -> int:
                       help="default: the size of the corpus's class list")
   parser.add_argument("--repeats", type=int, default=100, help="latency repeats (median)")
   args = parser.parse_args(argv)
-  spec = importlib.util.spec_from_file_location("_config", args.config)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = load_config_file(args.config)
   if args.stage not in config.stages:
     print(f"error: --stage {args.stage!r} is not in config.stages ({sorted(config.stages)})",
           file=sys.stderr)

@@ -162,16 +162,13 @@ def _config_file(argv) -> str | None:
 
 def _unknown_setting(argv, key: str) -> str:
   """Names the override that failed and the settings valid where it points."""
-  import importlib.util
+  from jaxser.config_utils import load_config_file
   bad = next((a.split("=", 1)[0] for a in argv if a.startswith("--config.")
               and key in a.split("=", 1)[0].split(".")), f"--config...{key}")
   path = bad[len("--config."):].split(".")
   known = []
   try:
-    spec = importlib.util.spec_from_file_location("_cfg", _config_file(argv))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    node = module.get_config()
+    node = load_config_file(_config_file(argv))
     for part in path[:path.index(key)]:
       node = node[part]
     known = sorted(node.keys())

@@ -10,7 +10,6 @@ the same cosine for the cached teacher embeddings the heads are matched to.
 
 import argparse
 import importlib
-import importlib.util
 import os
 
 import jax
@@ -18,6 +17,7 @@ import numpy as np
 
 from jaxser import sharding, trainer
 from jaxser.checkpoints import StageCheckpoints
+from jaxser.config_utils import load_config_file
 from jaxser.data import folds as folds_lib
 from jaxser.data import teacher_cache
 from jaxser.data.pipeline import Pipeline
@@ -44,10 +44,7 @@ def main():
   p.add_argument("--folds", default="0")
   args = p.parse_args()
 
-  spec = importlib.util.spec_from_file_location("_config", args.config)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = load_config_file(args.config)
   corpus = load_corpus(config.corpus)
   protocol = dict(config.protocol)
   name, _ = protocol.pop("name"), protocol.pop("max_folds", 0)

@@ -82,3 +82,13 @@ def test_missing_manual_dir_names_the_expected_layout(tmp_path):
   assert out.returncode == 2
   assert "Traceback" not in out.stderr
   assert "nowhere/wav is not a directory" in out.stderr and "wav/03a01Fa.wav" in out.stderr
+
+
+def test_override_of_an_unknown_setting_lists_the_settings_of_a_variant_config(tmp_path):
+  config = os.path.join(ROOT, "configs", "emodistill_emodb.py") + ":tau_l_sweep"
+  out = _run(config, str(tmp_path / "run"), "--config.stages.emodistill.loss_cfg.tau_x=3")
+  assert out.returncode == 2 and "Traceback" not in out.stderr
+  err = [l for l in out.stderr.splitlines() if l.startswith("error:")]
+  assert len(err) == 1, out.stderr[-2000:]
+  assert "config.stages.emodistill.loss_cfg has no setting 'tau_x'" in err[0]
+  assert "'tau_l', 'tau_p'" in err[0], err[0]  # read from the variant's config file
