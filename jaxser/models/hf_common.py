@@ -32,10 +32,14 @@ def activation_fn(name: str):
 
 
 def attention_probs(q: Array, k: Array, key_mask: Optional[Array], scale: float) -> Array:
-  """Softmax attention weights [B, H, Tq, Tk] (float32) of q, k [B, T, H, d]; masked keys get 0."""
-  scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+  """Softmax attention weights [B, H, Tq, Tk] of q, k [B, T, H, d]; masked keys get 0.
+
+  Float32 (float64 for float64 inputs, as parity tests run them) whatever the input dtype.
+  """
+  dtype = jnp.promote_types(q.dtype, jnp.float32)
+  scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=dtype) * scale
   if key_mask is not None:
-    scores = jnp.where(key_mask[:, None, None, :], scores, jnp.finfo(jnp.float32).min)
+    scores = jnp.where(key_mask[:, None, None, :], scores, jnp.finfo(dtype).min)
   return jax.nn.softmax(scores, axis=-1)
 
 

