@@ -14,11 +14,12 @@ from clu import metric_writers
 
 from jaxser import io_utils, sharding, trainer
 from jaxser.checkpoints import StageCheckpoints
-from jaxser.data import teacher_cache
+from jaxser.data import normalization, teacher_cache
 from jaxser.data.augment import NoiseAugment
 from jaxser.data.inputs import InputArrays, build_inputs
 from jaxser.data.pipeline import Pipeline
 from jaxser.errors import UserError
+from jaxser.methods import common
 from jaxser.models.registry import build_model
 from jaxser.config_utils import config_hash, to_dict
 
@@ -63,6 +64,21 @@ class Experiment:
       if not hasattr(method, config.stages[name].loss):
         raise UserError(f"config.stages.{name}.loss={config.stages[name].loss!r} is not a loss "
                         f"of method {config.method!r} ({method.__file__})")
+      self._check_normalization(name)
+
+  def _check_normalization(self, name) -> None:
+    """Refuses `input.normalization` with waveform noise: noise is mixed into the clips after
+    the statistics were taken on clean audio (and "speaker" would not see the noisy test
+    audio), so the model would meet inputs the statistics do not describe."""
+    stage = self.config.stages[name]
+    norm = normalization.mode(stage.input, name)
+    noisy = stage.get("noise") or (self.config.get("eval_noise") and
+                                   stage.input.kind == "waveform")
+    if norm != "none" and noisy:
+      raise UserError(f"config.stages.{name}.input.normalization={norm!r} cannot be combined "
+                      f"with waveform noise (stages.{name}.noise or config.eval_noise): noise is "
+                      "mixed after the statistics are taken on clean audio; use normalization="
+                      "'none' (waveform's per-utterance `normalize` re-normalises noisy clips)")
 
   # -- what a stage depends on -------------------------------------------------------------
   def stage_train_cfg(self, name):
@@ -88,11 +104,28 @@ class Experiment:
                        [self.stage_hash(t) for t in sources], *grid)
 
   def inputs(self, name):
+    """The stage's inputs for every utterance, fold-independent ("speaker" normalisation
+    applied; "train" is not: see `fold_inputs`)."""
     spec = to_dict(self.config.stages[name].input)
     key = json.dumps(spec, sort_keys=True)
     if key not in self._inputs:
       self._inputs[key] = build_inputs(self.corpus, self.config.stages[name].input)
     return self._inputs[key]
+
+  def fold_inputs(self, name, fold):
+    """The stage's inputs in `fold`: with `input.normalization="train"` standardised by the
+    statistics of the fold's training examples (fold-dependent, so not kept across folds)."""
+    inputs = self.inputs(name)
+    if normalization.mode(self.config.stages[name].input, name) != "train":
+      return inputs
+    return normalization.by_train(inputs, inputs.example_ids(fold.train, train=True))
+
+  def _loss_cfg(self, name, inputs, train_ids):
+    """The stage's loss_cfg in this fold: `class_weights="balanced"` resolved from the labels
+    of the fold's training examples (the train step is compiled per resolved value)."""
+    return common.resolve_class_weights(self.config.stages[name].get("loss_cfg", {}),
+                                        inputs.label[inputs.rows(train_ids)],
+                                        self.corpus.num_classes)
 
   def _noise(self, name, inputs, train_ids, cfg=None, seed=None):
     """A noise augmenter over `inputs` (default: the stage's training noise,
@@ -163,8 +196,10 @@ class Experiment:
     return lambda variables: model.init_from_teacher(variables, params, tuple(spec.layers))
 
   # -- steps, compiled once per stage and reused by every fold -----------------------------
-  def _compiled(self, name, steps_per_epoch):
-    key = (name, steps_per_epoch)
+  # (keyed by the resolved loss_cfg too: `class_weights="balanced"` holds each fold's own
+  # weights, compiled into the step as constants, so folds with other counts recompile)
+  def _compiled(self, name, steps_per_epoch, loss_cfg):
+    key = (name, steps_per_epoch, config_hash(loss_cfg))
     if key not in self._steps:
       stage = self.config.stages[name]
       tcfg = self.stage_train_cfg(name)
@@ -176,7 +211,7 @@ class Experiment:
       loss_fn = getattr(self.method, stage.loss)
       self._steps[key] = dict(
           model=model, tx=tx, cfg=tcfg,
-          train=trainer.make_train_step(model, tx, loss_fn, stage.get("loss_cfg", {}), self.mesh),
+          train=trainer.make_train_step(model, tx, loss_fn, loss_cfg, self.mesh),
           predict=trainer.make_predict_step(model, self.mesh,
                                             tuple(stage.get("outputs", ("logits", "embedding")))))
     return self._steps[key]
@@ -207,12 +242,12 @@ class Experiment:
                                               {"teacher": t, "hash": self.stage_hash(t)})
       if caches[t] is None:
         raise RuntimeError(f"teacher cache of {t!r} for {fold.name} is missing or stale")
-    inputs = self.inputs(name)
+    inputs = self.fold_inputs(name, fold)
     pipeline = Pipeline(inputs, caches)
     tcfg = self.stage_train_cfg(name)
     train_ids = inputs.example_ids(fold.train, train=True)
     steps_per_epoch = len(train_ids) // tcfg.batch_size
-    steps = self._compiled(name, steps_per_epoch)
+    steps = self._compiled(name, steps_per_epoch, self._loss_cfg(name, inputs, train_ids))
     rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.config.seed), fold_index),
                              zlib.crc32(name.encode()))
     state = trainer.create_state(steps["model"], {"x": inputs.x[:1], "length": inputs.length[:1]},

@@ -408,9 +408,13 @@ def load_encoder(name_or_dir: str | os.PathLike, family: Optional[str] = None,
 
 @functools.lru_cache(maxsize=2)
 def load_whisper(name_or_dir: str):
-  """(config, encoder params, source) of a Whisper checkpoint, read once per process."""
+  """(config, encoder params, source) of a Whisper checkpoint, read once per process.
+
+  The params are host (numpy) arrays: each user puts its own copy on the device, so a train
+  step that donates its state cannot delete what the next stage loads.
+  """
   _, variables, config = load_encoder(name_or_dir, family="whisper")
-  return config, variables["params"], os.fspath(name_or_dir)
+  return config, jax.tree.map(np.asarray, variables["params"]), os.fspath(name_or_dir)
 
 
 def whisper_config(name_or_dir: str) -> whisper_lib.WhisperConfig:

@@ -30,7 +30,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict
 
 from jaxser.config_utils import load_config_file, to_dict
-from jaxser.features.egemaps import NUM_FUNCTIONALS, NUM_LLDS
+from jaxser.features.egemaps import DIMS, NUM_FUNCTIONALS, NUM_LLDS
 
 
 def param_table(variables) -> list[tuple[str, tuple[int, ...], int]]:
@@ -156,6 +156,8 @@ def example_input(input_cfg, sample_rate: int = 16000) -> tuple[jax.Array, jax.A
     shape = (int(round(seconds / input_cfg.get("hop", 0.01))), input_cfg.get("num_filters", 40))
   elif kind == "egemaps_functionals":
     shape = (NUM_FUNCTIONALS,)
+  elif kind == "compare_functionals":
+    shape = (DIMS["ComParE_2016"][1],)
   elif kind == "egemaps_lld":
     shape = (int(round(seconds / 0.01)), NUM_LLDS)
   else:

@@ -20,6 +20,40 @@ def protocol_label(folds) -> str:
           else "speaker-dependent")
 
 
+def _per_fold(groups, num_speakers: int) -> str:
+  """Speakers per fold, e.g. 'one speaker per fold: 03, 08' or 'per fold: 03+08, 09+10'."""
+  if all(len(g) == 1 for g in groups):
+    return "one speaker per fold: " + ", ".join(g[0] for g in groups)
+  return "per fold: " + ", ".join("+".join(g) if len(g) < num_speakers else
+                                  f"all {num_speakers} speakers" for g in groups)
+
+
+def protocol_section(config, corpus, folds) -> dict:
+  """The protocol a reader needs to judge the figures: test and validation speakers per fold,
+  input normalisation and best-epoch selection per stage, and whether any test speaker's
+  audio entered a statistic ("speaker" normalisation: transductive)."""
+  speaker = {u.id: u.speaker for u in corpus.utterances}
+  stages = list(config.stage_order)
+  norm = {s: (config.stages[s].get("input") or {}).get("normalization", "none") for s in stages}
+  default = (config.get("train") or {}).get("select", "ua")  # trainer.fit's default
+  select = {s: (config.stages[s].get("train") or {}).get("select") or default for s in stages}
+  return {"name": folds[0].protocol, "label": protocol_label(folds), "folds": len(folds),
+          "test_speakers": [sorted({speaker[i] for i in f.test}) for f in folds],
+          "valid_speakers": [sorted({speaker[i] for i in f.valid}) for f in folds],
+          "normalization": norm, "select": select,
+          "transductive": any(v == "speaker" for v in norm.values())}
+
+
+def protocol_line(p: dict, num_speakers: int) -> str:
+  """`protocol_section` in one line: the first line of every report."""
+  return (f"Protocol: {p['name']} ({p['label']}, {p['folds']} folds); "
+          f"test: {_per_fold(p['test_speakers'], num_speakers)}; "
+          f"validation: {_per_fold(p['valid_speakers'], num_speakers)}; input normalisation: "
+          + ", ".join(f"{s} {v}" for s, v in p["normalization"].items())
+          + "; best epoch by validation: " + ", ".join(f"{s} {v}" for s, v in p["select"].items())
+          + f"; transductive: {'yes' if p['transductive'] else 'no'}")
+
+
 def plot_confusion(cm, class_names, title: str, path: str):
   """Row-normalised confusion matrix with counts, saved as PNG (atomically)."""
   import matplotlib
@@ -134,10 +168,10 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
   # Results written before train_seconds was recorded give their last run's wall time.
   train_seconds = sum(r.get("train_seconds", r.get("seconds", 0.0))
                       for f in folds for r in (results[f.name][s] for s in stages))
+  protocol = protocol_section(config, corpus, folds)
   rep = {
-      "name": config.name, "method": config.method,
-      "protocol": {"name": folds[0].protocol, "label": protocol_label(folds),
-                   "folds": len(folds)},
+      "protocol_line": protocol_line(protocol, len(corpus.speakers)),
+      "name": config.name, "method": config.method, "protocol": protocol,
       "corpus": {"name": corpus.name, "utterances": len(corpus.utterances),
                  "speakers": len(corpus.speakers), "classes": list(corpus.class_names),
                  "class_counts": corpus.class_counts(), "skipped": dict(corpus.skipped)},
@@ -246,6 +280,7 @@ def _compare_lines(rep) -> list[str]:
 def markdown(rep) -> str:
   c = rep["corpus"]
   lines = [
+      rep["protocol_line"], "",
       f"# {rep['name']} — {rep['method']}", "",
       f"- Corpus: **{c['name']}**, {c['utterances']} utterances, {c['speakers']} speakers, "
       f"classes {', '.join(f'{k} ({v})' for k, v in c['class_counts'].items())}",

@@ -16,6 +16,10 @@ import os
 import sys
 import time
 
+# TensorFlow (tf.data only) prints oneDNN and absl start-up lines unless told before import.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -38,7 +42,7 @@ _WORKDIR = flags.DEFINE_string(
 _FREE_SETTINGS = {"stage_order", "report", "name"}
 
 
-def prepare_workdir(workdir: str, config) -> None:
+def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
   """Creates `workdir` and records the config; refuses to mix two configs in one run dir.
 
   Only settings that change no stage's result may differ: `stage_order`, `report` and
@@ -50,6 +54,8 @@ def prepare_workdir(workdir: str, config) -> None:
   from jaxser.config_utils import to_dict
   from jaxser.errors import UserError
   parent = os.path.dirname(os.path.abspath(workdir))
+  if make_parents:  # the default runs/<name>: nothing the user typed can be mistyped
+    os.makedirs(parent, exist_ok=True)
   if not os.path.isdir(parent):
     raise UserError(f"--workdir {workdir}: parent directory {parent} does not exist; "
                             "create it first or choose another --workdir")
@@ -111,15 +117,16 @@ def parse_folds(spec: str | None, num_folds: int) -> list[int] | None:
   return sorted(picked)
 
 
-def run(config, workdir: str, folds_to_run: str | None = None) -> dict:
+def run(config, workdir: str, folds_to_run: str | None = None,
+        make_parents: bool = False) -> dict:
   """Runs every fold (or those of `folds_to_run`, a --folds value) and stage of `config`
-  under `workdir` and writes the report."""
+  under `workdir` (its parents made when `make_parents`) and writes the report."""
   from jaxser import experiment, profile, report, sharding
   from jaxser.data import folds as folds_lib
   from jaxser.data.registry import load_corpus
 
   report.compare_pairs(config)  # a bad report setting fails now, not after training
-  prepare_workdir(workdir, config)
+  prepare_workdir(workdir, config, make_parents)
   start = time.time()
   mesh = sharding.make_mesh()
   corpus = load_corpus(config.corpus)
@@ -199,7 +206,6 @@ def main(argv):
   if config is None:
     raise app.UsageError("--config is required, e.g. --config configs/quickstart.py")
   logging.set_verbosity(logging.WARNING)
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import jax
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # tf.data only; accelerators belong to JAX
@@ -212,7 +218,7 @@ def main(argv):
   workdir = _WORKDIR.value or os.path.join("runs", config.name)
   from jaxser.errors import UserError
   try:
-    run(config, workdir, _FOLDS.value)
+    run(config, workdir, _FOLDS.value, make_parents=_WORKDIR.value is None)
   except (UserError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

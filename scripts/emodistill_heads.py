@@ -60,7 +60,7 @@ def main():
     print(f"{fold.name} teachers' embeddings: cosine to mean linguistic "
           f"{teachers['linguistic']:.3f}, prosodic {teachers['prosodic']:.3f}")
     for stage in STUDENTS:
-      inputs, tcfg = ex.inputs(stage), ex.stage_train_cfg(stage)
+      inputs, tcfg = ex.fold_inputs(stage, fold), ex.stage_train_cfg(stage)
       steps_per_epoch = len(inputs.example_ids(fold.train, train=True)) // tcfg.batch_size
       model = build_model(config.stages[stage].model, corpus.num_classes)
       state = trainer.create_state(model, {"x": inputs.x[:1], "length": inputs.length[:1]},

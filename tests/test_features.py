@@ -1,17 +1,22 @@
-"""Audio features: wav I/O, log filterbank parity, eGeMAPS + cache, segments, noise at an SNR."""
+"""Audio features: wav I/O, log filterbank parity, openSMILE + cache, segments, noise at an SNR."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
 import soundfile as sf
 
+from jaxser.data.corpus import Corpus, Utterance
+from jaxser.data.inputs import build_inputs
 from jaxser.features import audio, egemaps, fbank, noise, segments
 
 SNRS = (-5.0, 0.0, 5.0, 10.0, 20.0)
@@ -125,7 +130,7 @@ def test_egemaps_shapes_and_cache(tmp_path, monkeypatch):
   files = [os.path.join(r, f) for r, _, fs in os.walk(tmp_path) for f in fs]
   assert len(files) == 4 and all(f.endswith(".npy") for f in files)  # no temp files left
   # A second call reads the cache: extraction must not run at all.
-  monkeypatch.setattr(egemaps, "_smile", lambda level: pytest.fail("re-extracted a cached clip"))
+  monkeypatch.setattr(egemaps, "_smile", lambda *a: pytest.fail("re-extracted a cached clip"))
   np.testing.assert_array_equal(egemaps.functionals(waves, 16000, cache_dir=str(tmp_path),
                                                     progress=False), func)
   for a, b in zip(egemaps.llds(waves, 16000, cache_dir=str(tmp_path), progress=False), lld):
@@ -135,6 +140,28 @@ def test_egemaps_shapes_and_cache(tmp_path, monkeypatch):
           for sr in (16000, 8000) for level in ("functionals", "llds")}
   assert len(keys) == 4
   print(f"eGeMAPS functionals: {per_utt * 1000:.1f} ms per 1 s clip (first call, incl. setup)")
+
+
+def test_compare_functionals_shape_and_cache_keys(tmp_path):
+  wave = _speechlike(8000, 16000, seed=6)  # 0.5 s: ComParE costs ~0.15 s per second of audio
+  func = egemaps.functionals([wave], 16000, cache_dir=str(tmp_path), progress=False,
+                             feature_set="ComParE_2016")
+  assert func.shape == (1, 6373) and func.dtype == np.float32 and np.all(np.isfinite(func))
+  assert np.count_nonzero(np.std(func)) and len(list(tmp_path.rglob("*.npy"))) == 1
+  # The input kind reads the same cache: one [6373] vector per utterance, no time axis.
+  corpus = Corpus("one", ("x",), 16000, [Utterance("u0", "s", 0)], waveforms={"u0": wave})
+  inputs = build_inputs(corpus, ml_collections.ConfigDict(dict(kind="compare_functionals",
+                                                               cache_dir=str(tmp_path))))
+  np.testing.assert_array_equal(inputs.x, func)
+  assert not inputs.time_axis and len(list(tmp_path.rglob("*.npy"))) == 1
+  # Keys: the feature set enters; eGeMAPS keys keep their pre-ComParE format (caches stay valid).
+  version = importlib.metadata.version("opensmile")
+  old = hashlib.sha256(f"eGeMAPSv02|functionals|sr=16000|opensmile={version}|".encode()
+                       + wave.tobytes()).hexdigest()
+  assert egemaps.cache_key(wave, 16000, "functionals") == old
+  assert egemaps.cache_key(wave, 16000, "functionals", "ComParE_2016") != old
+  with pytest.raises(ValueError, match="feature set 'ComParE'.*ComParE_2016"):
+    egemaps.functionals([wave], 16000, progress=False, feature_set="ComParE")
 
 
 def test_egemaps_after_tensorflow_import(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 import fixtures
 from jaxser.data import emodb, folds, iemocap
 from jaxser.data.corpus import Utterance
+from jaxser.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +162,28 @@ def test_make_folds_catches_leaks(monkeypatch):
   monkeypatch.setitem(folds.PROTOCOLS, "leaky", leaky)
   with pytest.raises(RuntimeError, match="test speakers \\['s0'\\]"):
     folds.make_folds(utts, "leaky", seed=0)
+
+
+@pytest.mark.parametrize("protocol", ["leave_one_speaker_out", "speaker_kfold"])
+def test_two_validation_speakers(protocol):
+  utts = _synthetic_utts(num_speakers=6)
+  speaker = {u.id: u.speaker for u in utts}
+  kwargs = {"num_folds": 3} if protocol == "speaker_kfold" else {}
+  fold_list = folds.make_folds(utts, protocol, seed=0, valid_speakers=2, **kwargs)
+  _assert_no_leak(utts, fold_list)
+  for f in fold_list:
+    valid = {speaker[i] for i in f.valid}
+    assert len(valid) == 2 and not valid & {speaker[i] for i in f.test + f.train}, f.name
+  if protocol == "leave_one_speaker_out":  # validation rotates: every speaker validates
+    assert {speaker[i] for f in fold_list for i in f.valid} == {u.speaker for u in utts}
+
+
+def test_too_many_validation_speakers_is_a_clear_error():
+  utts = _synthetic_utts(num_speakers=6)
+  with pytest.raises(UserError, match=r"config.protocol.valid_speakers=5: protocol "
+                                      r"leave_one_speaker_out tests 1 of 6 speakers.*at most 4"):
+    folds.make_folds(utts, "leave_one_speaker_out", seed=0, valid_speakers=5)
+  with pytest.raises(UserError, match=r"valid_speakers=4.*speaker_kfold tests 2 of 6.*at most 3"):
+    folds.make_folds(utts, "speaker_kfold", seed=0, num_folds=3, valid_speakers=4)
+  with pytest.raises(UserError, match="valid_speakers=0.*1 or more"):
+    folds.make_folds(utts, "leave_one_speaker_out", seed=0, valid_speakers=0)

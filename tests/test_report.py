@@ -136,3 +136,32 @@ def test_compare_setting_is_checked():
   assert report.compare_pairs(c) == [("teacher", "student_kd")]
   with pytest.raises(UserError, match="must be a pair"):
     report.compare_pairs(_config(compare=(("teacher",),)))
+
+
+def test_every_report_starts_with_the_protocol_line(tmp_path):
+  corpus, _, results = _inputs()  # speakers: u0 s0, u1 s1, u2 s2, u3 s0, u4 s1, u5 s2
+  folds = [Fold("fold_0", ("u1", "u4"), ("u2", "u5"), ("u0", "u3"), "leave_one_speaker_out", True),
+           Fold("fold_1", ("u0", "u3"), ("u2",), ("u1", "u4"), "leave_one_speaker_out", True),
+           Fold("fold_2", ("u0",), ("u1", "u3"), ("u2", "u5"), "leave_one_speaker_out", True)]
+  config = _config()
+  config.train = dict(select="loss")
+  config.stages.teacher.input = dict(kind="compare_functionals", normalization="train")
+  config.stages.teacher.train = dict(select="ua")
+  config.stages.student_alone.train = dict(select=None)  # None inherits config.train
+  rep = report.write(str(tmp_path), config, corpus, folds, results)
+  line = ("Protocol: leave_one_speaker_out (speaker-independent, 3 folds); test: one speaker per "
+          "fold: s0, s1, s2; validation: per fold: s2, s2, s0+s1; input normalisation: teacher "
+          "train, student_alone none, student_kd none; best epoch by validation: teacher ua, "
+          "student_alone loss, student_kd loss; transductive: no")
+  assert (tmp_path / "report.md").read_text().splitlines()[0] == line
+  on_disk = json.loads((tmp_path / "report.json").read_text())
+  assert next(iter(on_disk)) == "protocol_line" and on_disk["protocol_line"] == line
+  assert on_disk["protocol"]["valid_speakers"] == [["s2"], ["s2"], ["s0", "s1"]]
+  assert rep["protocol"]["transductive"] is False
+  # Any stage with per-speaker statistics puts the test speaker's audio into a statistic.
+  config.stages.student_kd.input = dict(kind="waveform", normalization="speaker")
+  rep = report.write(str(tmp_path), config, corpus, folds, results)
+  assert rep["protocol_line"].endswith("student_kd speaker; best epoch by validation: teacher "
+                                       "ua, student_alone loss, student_kd loss; "
+                                       "transductive: yes")
+  assert (tmp_path / "report.md").read_text().startswith(rep["protocol_line"] + "\n")

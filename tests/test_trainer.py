@@ -147,6 +147,13 @@ def test_missing_workdir_parent_is_a_clear_error(tmp_path):
     train.run(tiny_quickstart(), str(tmp_path / "no" / "such" / "run"))
 
 
+def test_the_default_run_directory_parent_is_made(tmp_path):
+  """`--workdir` left out means runs/<name>: a fresh clone has no runs/ yet."""
+  workdir = tmp_path / "runs" / "quickstart"
+  train.prepare_workdir(str(workdir), tiny_quickstart(), make_parents=True)
+  assert (workdir / "config.json").exists()
+
+
 def test_a_changed_config_does_not_reuse_a_run_directory(tmp_path):
   config = tiny_quickstart()
   train.prepare_workdir(str(tmp_path), config)

@@ -202,14 +202,57 @@ def test_classifier_trains_only_what_is_not_frozen():
 
 def test_pooled_layers_head_picks_or_mixes_layers():
   x = jnp.asarray(np.random.default_rng(6).standard_normal((4, 3 * 8)), jnp.float32)
-  one = whisper_classifier.PooledLayersHead(num_classes=2, num_layers=3, layer=1)
+  one = whisper_classifier.FeatureHead(num_classes=2, num_layers=3, layer=1)
   v = one.init(jax.random.key(0), x)
   assert "layer_weights" not in v["params"] and v["params"]["classifier"]["kernel"].shape == (8, 2)
   expected = x.reshape(4, 3, 8)[:, 1] @ v["params"]["classifier"]["kernel"] + \
       v["params"]["classifier"]["bias"]
   np.testing.assert_allclose(one.apply(v, x)["logits"], expected, rtol=1e-5, atol=1e-6)
-  mixed = whisper_classifier.PooledLayersHead(num_classes=2, num_layers=3, layer=-1)
+  mixed = whisper_classifier.FeatureHead(num_classes=2, num_layers=3, layer=-1)
   v = mixed.init(jax.random.key(0), x)
   np.testing.assert_allclose(v["params"]["layer_weights"], np.full(3, 1 / 3))
   with pytest.raises(ValueError, match="num_layers=5"):
-    whisper_classifier.PooledLayersHead(num_classes=2, num_layers=5).init(jax.random.key(0), x)
+    whisper_classifier.FeatureHead(num_classes=2, num_layers=5).init(jax.random.key(0), x)
+
+
+def _tiny_checkpoint(tmp_path) -> str:
+  """A tiny random WhisperModel saved as an HF directory (what `model.checkpoint` names)."""
+  _save_torch(transformers.WhisperModel, tmp_path, "tiny_whisper")
+  return str(tmp_path / "tiny_whisper")
+
+
+def test_whisper_teachers_run_end_to_end(tmp_path):
+  """A frozen-feature probe (cached layer means, train-speaker normalisation) distilled into a
+  fine-tuned tiny Whisper classifier on unpadded log-mel, through the generic trainer."""
+  import tiny_config
+  from jaxser import train
+  checkpoint = _tiny_checkpoint(tmp_path)
+  config = tiny_config.tiny_quickstart(epochs=2)
+  cache = str(tmp_path / "layers_cache")
+  config.stages.teacher.model = dict(name="feature_head", num_layers=3, layer=-1)
+  config.stages.teacher.input = dict(kind="whisper_layers", checkpoint=checkpoint,
+                                     pad_to_30s=True, cache_dir=cache, normalization="train")
+  for s in ("student_alone", "student_kd"):
+    config.stages[s].model = dict(name="whisper_classifier", checkpoint=checkpoint, layer=2,
+                                  freeze_layers=1, dropout=0.0)
+    config.stages[s].input = dict(kind="whisper_logmel", pad_to_30s=False, max_seconds=1.0)
+  config.report.latency_repeats = 0
+  rep = train.run(config, str(tmp_path / "run"))
+  assert set(rep["stages"]) >= {"teacher", "student_alone", "student_kd"}
+  files = [f for _, _, fs in os.walk(cache) for f in fs]
+  assert len(files) == 64  # one cached [L + 1, D] array per utterance
+  # A second run finds every clip in the cache: same features, no encoder call.
+  from jaxser.data.inputs import build_inputs
+  from jaxser.data.registry import load_corpus
+  from jaxser.features import encoder_layers
+  corpus = load_corpus(config.corpus)
+  first = build_inputs(corpus, config.stages.teacher.input)
+  encoder_layers._encoder.cache_clear()
+  real = encoder_layers._encoder
+  encoder_layers._encoder = lambda c: (lambda *a: pytest.fail("encoder ran"), real(c)[1])
+  try:
+    again = build_inputs(corpus, config.stages.teacher.input)
+  finally:
+    encoder_layers._encoder = real
+  np.testing.assert_array_equal(first.x, again.x)
+  assert first.x.shape == (64, 3 * 64)

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxser.data.corpus import Utterance
+from jaxser.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,11 +59,18 @@ def _ids(utts: Sequence[Utterance]) -> tuple[str, ...]:
 def _speaker_folds(utts, test_groups, protocol, rng, valid_speakers=1):
   """Folds whose test set is each group of speakers; validation = other speakers."""
   speakers = sorted({u.speaker for u in utts})
+  if valid_speakers < 1:
+    raise UserError(f"config.protocol.valid_speakers={valid_speakers}: the best epoch is chosen "
+                    "on validation speakers; set it to 1 or more")
   folds = []
   for k, test_spk in enumerate(test_groups):
     rest = [s for s in speakers if s not in test_spk]
     if len(rest) <= valid_speakers:
-      raise ValueError(f"protocol {protocol}: {len(speakers)} speakers leave none to train on")
+      fix = (f"set valid_speakers to at most {len(rest) - 1}" if len(rest) > 1 else
+             "the corpus has too few speakers for this protocol")
+      raise UserError(f"config.protocol.valid_speakers={valid_speakers}: protocol {protocol} "
+                      f"tests {len(test_spk)} of {len(speakers)} speakers in fold_{k}, which "
+                      f"leaves none to train on; {fix}")
     # Validation speakers rotate with the fold so every speaker validates once.
     start = (speakers.index(sorted(test_spk)[0]) + 1) % len(speakers)
     ring = speakers[start:] + speakers[:start]

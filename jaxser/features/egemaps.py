@@ -1,4 +1,5 @@
-"""eGeMAPSv02 acoustic parameters via opensmile: 25 frame-level LLDs and 88 functionals.
+"""openSMILE acoustic parameters: eGeMAPSv02 (25 frame-level LLDs, 88 functionals) and
+ComParE_2016 (65 LLDs, 6373 functionals), the feature set a parameter of every function.
 
 Extraction runs on the in-memory waveform (`Smile.process_signal`), so resampled or noisy
 audio is described as the model sees it. With a `cache_dir`, every result is stored as
@@ -23,8 +24,10 @@ from tqdm import tqdm
 
 from jaxser import io_utils
 
-NUM_LLDS = 25
+NUM_LLDS = 25  # eGeMAPSv02
 NUM_FUNCTIONALS = 88
+# Feature set -> (LLDs per frame, functionals per utterance).
+DIMS = {"eGeMAPSv02": (NUM_LLDS, NUM_FUNCTIONALS), "ComParE_2016": (65, 6373)}
 
 
 def _load_smile_library():
@@ -45,45 +48,55 @@ def _load_smile_library():
     ctypes.CDLL(path, mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND)
 
 
-def _smile(level: str):
+def _smile(level: str, feature_set: str):
   _load_smile_library()
   import opensmile  # local import: after the library is loaded the safe way
   lv = {"functionals": opensmile.FeatureLevel.Functionals,
         "llds": opensmile.FeatureLevel.LowLevelDescriptors}[level]
-  return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=lv)
+  return opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set), feature_level=lv)
 
 
-def cache_key(wave: np.ndarray, sample_rate: int, level: str) -> str:
+def _check_feature_set(feature_set: str) -> None:
+  if feature_set not in DIMS:
+    raise ValueError(f"opensmile feature set {feature_set!r} is not supported; "
+                     f"choose one of {sorted(DIMS)}")
+
+
+def cache_key(wave: np.ndarray, sample_rate: int, level: str,
+              feature_set: str = "eGeMAPSv02") -> str:
   """Hex sha256 of the waveform bytes + sample rate + feature settings."""
   version = importlib.metadata.version("opensmile")  # without loading the library
   h = hashlib.sha256()
-  h.update(f"eGeMAPSv02|{level}|sr={int(sample_rate)}|opensmile={version}|".encode())
+  h.update(f"{feature_set}|{level}|sr={int(sample_rate)}|opensmile={version}|".encode())
   h.update(np.ascontiguousarray(wave, np.float32).tobytes())
   return h.hexdigest()
 
 
 def _extract(waves: Sequence[np.ndarray], sample_rate: int, level: str, cache_dir: str | None,
-             progress: bool) -> list[np.ndarray]:
+             progress: bool, feature_set: str) -> list[np.ndarray]:
+  _check_feature_set(feature_set)
+  num_llds, num_functionals = DIMS[feature_set]
   smile = None
   out = []
-  for i, w in enumerate(tqdm(waves, desc=f"eGeMAPS {level}", disable=not progress, leave=False)):
+  for i, w in enumerate(tqdm(waves, desc=f"{feature_set} {level}", disable=not progress,
+                             leave=False)):
     w = np.ascontiguousarray(w, np.float32)
     chex.assert_rank(w, 1)
     if len(w) == 0:
-      raise ValueError(f"eGeMAPS {level}: waveform {i} is empty")
+      raise ValueError(f"{feature_set} {level}: waveform {i} is empty")
     path = None
     if cache_dir is not None:
-      key = cache_key(w, sample_rate, level)
+      key = cache_key(w, sample_rate, level, feature_set)
       path = os.path.join(cache_dir, key[:2], key + ".npy")
       if os.path.exists(path):
         out.append(np.load(path))
         continue
     if smile is None:
-      smile = _smile(level)
+      smile = _smile(level, feature_set)
     feats = smile.process_signal(w, sample_rate).to_numpy(np.float32)
     if level == "functionals":
-      feats = feats.reshape(NUM_FUNCTIONALS)
-    chex.assert_axis_dimension(feats, -1, NUM_FUNCTIONALS if level == "functionals" else NUM_LLDS)
+      feats = feats.reshape(num_functionals)
+    chex.assert_axis_dimension(feats, -1, num_functionals if level == "functionals" else num_llds)
     if path is not None:
       with io_utils.atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, feats)
@@ -92,13 +105,14 @@ def _extract(waves: Sequence[np.ndarray], sample_rate: int, level: str, cache_di
 
 
 def functionals(waves: Sequence[np.ndarray], sample_rate: int, cache_dir: str | None = None,
-                progress: bool = True) -> np.ndarray:
-  """eGeMAPSv02 functionals [N, 88] (float32) of mono waveforms."""
-  feats = _extract(waves, sample_rate, "functionals", cache_dir, progress)
-  return np.stack(feats) if feats else np.zeros((0, NUM_FUNCTIONALS), np.float32)
+                progress: bool = True, feature_set: str = "eGeMAPSv02") -> np.ndarray:
+  """Functionals [N, F] (float32) of mono waveforms: F = 88 (eGeMAPSv02), 6373 (ComParE_2016)."""
+  feats = _extract(waves, sample_rate, "functionals", cache_dir, progress, feature_set)
+  return np.stack(feats) if feats else np.zeros((0, DIMS[feature_set][1]), np.float32)
 
 
 def llds(waves: Sequence[np.ndarray], sample_rate: int, cache_dir: str | None = None,
-         progress: bool = True) -> list[np.ndarray]:
-  """eGeMAPSv02 low-level descriptors, one [frames, 25] float32 array per waveform (10 ms hop)."""
-  return _extract(waves, sample_rate, "llds", cache_dir, progress)
+         progress: bool = True, feature_set: str = "eGeMAPSv02") -> list[np.ndarray]:
+  """Low-level descriptors, one [frames, D] float32 array per waveform (10 ms hop): D = 25
+  (eGeMAPSv02), 65 (ComParE_2016)."""
+  return _extract(waves, sample_rate, "llds", cache_dir, progress, feature_set)

@@ -9,12 +9,12 @@ from jaxser.models.mlp import MLP
 from jaxser.models.resnet import ProsodicResNet
 from jaxser.models.spectral_cnn import SpectralCNN
 from jaxser.models.w2v2_classifier import W2V2Classifier
-from jaxser.models.whisper_classifier import PooledLayersHead, WhisperClassifier
+from jaxser.models.whisper_classifier import FeatureHead, WhisperClassifier
 
 MODELS = {"dkdfmh": DKDFMH, "emodistill_student": EmoDistillStudent, "litecnn": LiteCNN,
           "mlp": MLP, "prosodic_resnet": ProsodicResNet, "spectral_cnn": SpectralCNN,
           "text_classifier": TextClassifier, "w2v2_classifier": W2V2Classifier,
-          "whisper_classifier": WhisperClassifier, "pooled_layers_head": PooledLayersHead}
+          "whisper_classifier": WhisperClassifier, "feature_head": FeatureHead}
 
 
 def build_model(cfg, num_classes: int):

@@ -4,7 +4,7 @@ Both follow SUPERB's recipe: the encoder's hidden states -> one chosen layer, or
 softmax-weighted sum of all of them (`layer=-1`) -> mean over valid frames -> a linear
 (`hidden=()`) or MLP head. `WhisperClassifier` runs the encoder on log-mel input (the
 "fine-tuned encoder" teacher of the papers; `freeze_encoder` / `freeze_layers` keep some
-or all of it fixed). `PooledLayersHead` takes what a frozen encoder gives once per
+or all of it fixed). `FeatureHead` takes what a frozen encoder gives once per
 utterance (input kind `whisper_layers`: every layer's frame mean), so a LOSO run pays one
 encoder pass over the corpus.
 """
@@ -43,11 +43,16 @@ def classifier_head(x, num_classes: int, hidden: Sequence[int], dropout: float, 
   return nn.Dense(num_classes, name="classifier")(h), h
 
 
-class PooledLayersHead(nn.Module):
-  """Per-layer frame means [B, (L + 1) · D] (input kind `whisper_layers`) -> logits."""
+class FeatureHead(nn.Module):
+  """Fixed-size features [B, K · D] (K layers of D; K = `num_layers`) -> logits.
+
+  With the input kind `whisper_layers` (K = L + 1, each layer's frame mean) this is the
+  frozen-encoder teacher; with K = 1 a linear / MLP classifier on any feature vector
+  (openSMILE functionals), inputs standardised by `input.normalization`.
+  """
 
   num_classes: int
-  num_layers: int = 7  # L + 1 of the encoder (Whisper-base: 6 layers + its input)
+  num_layers: int = 1
   layer: int = -1
   hidden: Sequence[int] = ()
   dropout: float = 0.0
@@ -57,11 +62,11 @@ class PooledLayersHead(nn.Module):
     del length
     chex.assert_rank(x, 2)
     if x.shape[1] % self.num_layers:
-      raise ValueError(f"pooled_layers_head: {x.shape[1]} input features do not split into "
+      raise ValueError(f"feature_head: {x.shape[1]} input features do not split into "
                        f"num_layers={self.num_layers} layers")
     states = x.reshape(x.shape[0], self.num_layers, -1)
-    logits, h = classifier_head(mix_layers(self, states, self.layer), self.num_classes,
-                                self.hidden, self.dropout, train)
+    h = states[:, 0] if self.num_layers == 1 else mix_layers(self, states, self.layer)
+    logits, h = classifier_head(h, self.num_classes, self.hidden, self.dropout, train)
     return {"logits": logits, "embedding": h}
 
 
@@ -152,5 +157,5 @@ class WhisperClassifier(nn.Module):
     if shapes(encoder) != shapes(params["encoder"]):
       raise ValueError(f"model.checkpoint={self.checkpoint!r}: its encoder does not match the "
                        "model built from it")
-    params["encoder"] = encoder
+    params["encoder"] = jax.tree.map(jnp.asarray, encoder)
     return {**variables, "params": params}
