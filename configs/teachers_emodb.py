@@ -15,8 +15,17 @@ Rows (each a stage; every stage is a linear classifier, SUPERB's probe on a froz
   (transductive; the report's protocol line says so).
 Training: Adam lr 1e-3, weight decay 1e-4 (L2 on the weights, the logistic regression's C),
 batch 32, up to 100 epochs, best epoch by validation loss, early stopping after 20 epochs
-without a better one. Hyperparameters were set before any test figure was seen and are
-the same for every row.
+without a better one; then (`train.refit`) the head is trained afresh on the training and
+validation speakers (9) for the chosen number of epochs, and that model is tested. The
+hyperparameters were set before any test figure was seen and are the same for every row.
+
+Why the refit (measured with scikit-learn's LogisticRegression on the same cached features,
+C chosen on the two validation speakers; UA %, 10 folds): Whisper layer 3, 30 s padded, train
+statistics: 88.0 trained on 7 speakers, 90.4 refit on 9 (the issue's 91.2 probe trained its
+final model on all 9); ComParE train statistics 72.7 / 72.9; ComParE per speaker 78.4 / 80.1;
+eGeMAPS per speaker 72.1 / 69.9. Without the refit this config gave (first run, 7 training
+speakers): whisper_l3 87.66, whisper_wsum 88.29, whisper_l3_2s 86.82, compare 65.67, egemaps
+56.09; per speaker 93.08, 94.25, 91.21, 77.34, 70.99.
 """
 
 import os
@@ -46,7 +55,7 @@ def get_config():
       optimizer="adam", learning_rate=1e-3, weight_decay=1e-4, schedule="constant",
       warmup_epochs=0, grad_clip_norm=0.0, grad_accum_steps=1, epochs=100, batch_size=32,
       eval_batch_size=64, select="loss", plateau=dict(patience=0),
-      early_stopping=dict(patience=20, monitor="loss"))
+      early_stopping=dict(patience=20, monitor="loss"), refit=True)
 
   def whisper_input(norm, pad=True):
     return dict(kind="whisper_layers", checkpoint=WHISPER, pad_to_30s=pad, max_seconds=30.0,

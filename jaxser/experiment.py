@@ -216,6 +216,34 @@ class Experiment:
                                             tuple(stage.get("outputs", ("logits", "embedding")))))
     return self._steps[key]
 
+  def _refit(self, name, fold, inputs, pipeline, new_state, epochs, augment, valid_ds, ckpts):
+    """(state, info): the stage trained afresh on its training and validation examples for the
+    `epochs` chosen on validation (`config.train.refit`), the schedule as in the selection run.
+
+    The validation speakers then train too, so the epoch is fixed, not chosen again: the
+    last one is kept (no plateau or early stopping). Resumable from its own checkpoints.
+    """
+    tcfg = self.stage_train_cfg(name)
+    with tcfg.unlocked():
+      tcfg.update(dict(epochs=epochs, select="last", plateau=dict(patience=0),
+                       early_stopping=dict(patience=0)))
+    ids = inputs.example_ids(list(fold.train) + list(fold.valid), train=True)
+    steps_per_epoch = len(ids) // tcfg.batch_size
+    steps = self._compiled(name, steps_per_epoch, self._loss_cfg(name, inputs, ids))
+    labels = np.asarray([self._labels[i] for i in fold.valid], np.int32)
+    try:
+      meta = trainer.fit(
+          state=new_state(steps), train_step=steps["train"], predict_step=steps["predict"],
+          train_data=lambda e: pipeline.dataset(ids, tcfg.batch_size, train=True,
+                                                seed=self.config.seed, epoch=e, augment=augment),
+          valid_data=valid_ds, valid_labels=labels, valid_groups=_groups(inputs, fold.valid),
+          num_classes=self.corpus.num_classes, cfg=tcfg, steps_per_epoch=steps_per_epoch,
+          ckpts=ckpts, writer=None, desc=f"{fold.name} {name} refit")
+      state, _ = ckpts.restore_best(new_state(steps))
+    finally:
+      ckpts.close()
+    return state, {"epochs": epochs, "examples": len(ids), "seconds": round(meta["seconds"], 1)}
+
   # -- the stage itself --------------------------------------------------------------------
   def run_stage(self, name: str, fold, fold_index: int) -> dict:
     stage = self.config.stages[name]
@@ -250,9 +278,10 @@ class Experiment:
     steps = self._compiled(name, steps_per_epoch, self._loss_cfg(name, inputs, train_ids))
     rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.config.seed), fold_index),
                              zlib.crc32(name.encode()))
-    state = trainer.create_state(steps["model"], {"x": inputs.x[:1], "length": inputs.length[:1]},
-                                 steps["tx"], rng, self._init_variables(name, steps["model"], fold_dir))
-    state = sharding.put_replicated(state, self.mesh)
+    new_state = lambda steps: sharding.put_replicated(trainer.create_state(
+        steps["model"], {"x": inputs.x[:1], "length": inputs.length[:1]}, steps["tx"], rng,
+        self._init_variables(name, steps["model"], fold_dir)), self.mesh)
+    state = new_state(steps)
     labels = lambda ids: np.asarray([self._labels[i] for i in ids], np.int32)
     eval_ds = lambda ids: pipeline.dataset(inputs.example_ids(ids, train=False),
                                            tcfg.eval_batch_size, train=False)
@@ -284,6 +313,11 @@ class Experiment:
             num_classes=self.corpus.num_classes, cfg=tcfg, steps_per_epoch=steps_per_epoch,
             ckpts=ckpts, writer=writer, desc=f"{fold.name} {name}")
       best, best_meta = ckpts.restore_best(state)
+      refit = None
+      if tcfg.get("refit", False):
+        best, refit = self._refit(name, fold, inputs, pipeline, new_state, best_meta["epoch"] + 1,
+                                  augment, valid_ds, StageCheckpoints(
+                                      os.path.join(stage_dir, "checkpoints_refit"), digest))
     finally:
       ckpts.close()
       writer.close()
@@ -308,7 +342,8 @@ class Experiment:
         "valid": best_meta["valid"], "best_epoch": best_meta["epoch"],
         "epochs_run": meta["epoch"] + 1, "params": param_count(best.params),
         "history": meta["history"], "seconds": round(time.time() - start, 1),
-        "train_seconds": round(meta["seconds"], 1),
+        "train_seconds": round(meta["seconds"] + (refit or {}).get("seconds", 0.0), 1),
+        **({"refit": refit} if refit else {}),
         "predictions": {"ids": list(fold.test),
                         "pred": test["outputs"]["logits"].argmax(1).tolist()},
         "noisy": self._noise_grid(name, inputs, train_ids, fold, steps, best),

@@ -242,7 +242,9 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
     meta["history"].append(record)
     if writer is not None:
       writer.write_scalars(int(state.step), {k: v for k, v in record.items() if k != "epoch"})
-    score = _monitor_value(valid_m, cfg.get("select", "ua"))
+    # "last": the epoch count was fixed beforehand (a refit), so the newest state is kept.
+    select = cfg.get("select", "ua")
+    score = epoch if select == "last" else _monitor_value(valid_m, select)
     if score > meta["best"]:
       meta.update(best=score, best_epoch=epoch)
       ckpts.save_best(int(state.step), state, {"epoch": epoch, "valid": valid_m})

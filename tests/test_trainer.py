@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxser import train
+from jaxser import io_utils, train
 from jaxser.checkpoints import StageCheckpoints
 from jaxser.data import teacher_cache
 from jaxser.data.inputs import InputArrays
@@ -317,3 +317,22 @@ def test_pipeline_joins_teacher_outputs_by_id():
   # No autotuner: dropping each epoch's iterator waited seconds for its model thread.
   for train_ in (True, False):
     assert pipe.dataset(train_ids, 4, train=train_).options().autotune.enabled is False
+
+
+def test_refit_trains_on_training_and_validation_examples(tmp_path):
+  """`train.refit`: the epoch count chosen on validation, then a fresh model on train + valid."""
+  from jaxser.data import folds as folds_lib
+  from jaxser.data.registry import load_corpus
+  config = tiny_quickstart(epochs=2)
+  config.stage_order = ("teacher",)
+  config.train.refit = True
+  workdir = tmp_path / "run"
+  train.run(config, str(workdir))
+  result = io_utils.read_json(workdir / "fold_0" / "teacher" / "result.json")
+  protocol = dict(config.protocol)
+  name, _ = protocol.pop("name"), protocol.pop("max_folds")
+  fold = folds_lib.make_folds(load_corpus(config.corpus).utterances, name, config.seed,
+                              **protocol)[0]
+  assert result["refit"]["epochs"] == result["best_epoch"] + 1
+  assert result["refit"]["examples"] == len(fold.train) + len(fold.valid)
+  assert (workdir / "fold_0" / "teacher" / "checkpoints_refit").is_dir()

@@ -7,6 +7,7 @@ import json
 import os
 from typing import Any, Mapping, Optional
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -43,6 +44,23 @@ def attention_probs(q: Array, k: Array, key_mask: Optional[Array], scale: float)
   return jax.nn.softmax(scores, axis=-1)
 
 
+def self_attention(x: Array, key_mask: Optional[Array], *, hidden: int, heads: int,
+                   dropout: float, deterministic: bool, dtype, kernel_init,
+                   key_bias: bool = True) -> Array:
+  """HF's q_proj / k_proj / v_proj / out_proj self-attention, called inside a module's compact
+  method (the projections become that module's submodules)."""
+  head_dim = hidden // heads
+  dense = functools.partial(nn.Dense, hidden, dtype=dtype, kernel_init=kernel_init)
+  split = lambda t: t.reshape(t.shape[:-1] + (heads, head_dim))
+  q = split(dense(name="q_proj")(x))
+  k = split(dense(use_bias=key_bias, name="k_proj")(x))
+  v = split(dense(name="v_proj")(x))
+  probs = attention_probs(q, k, key_mask, head_dim ** -0.5)
+  probs = nn.Dropout(dropout)(probs, deterministic=deterministic)
+  out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(dtype), v)
+  return dense(name="out_proj")(out.reshape(out.shape[:-2] + (hidden,)))
+
+
 def read_hf_config(config: Mapping[str, Any] | str | os.PathLike) -> tuple[dict, str]:
   """(config dict, where it came from) of an HF config dict, config.json path or model directory."""
   if isinstance(config, Mapping):
@@ -52,3 +70,30 @@ def read_hf_config(config: Mapping[str, Any] | str | os.PathLike) -> tuple[dict,
     path = os.path.join(path, "config.json")
   with open(path) as f:
     return json.load(f), path
+
+
+class LayerStack(nn.Module):
+  """HF's `layers.<i>`: `num_layers` x `layer_cls(config, dtype, deterministic)`, with
+  LayerDrop and optional remat; returns [input, out_1, ..., out_L] (HF's hidden_states)."""
+
+  layer_cls: Any
+  config: Any
+  num_layers: int
+  layerdrop: float = 0.0
+  dtype: Any = jnp.float32
+  deterministic: bool = True
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, h: Array, key_mask: Optional[Array]) -> list[Array]:
+    layer_cls = nn.remat(self.layer_cls) if self.remat else self.layer_cls
+    states = [h]
+    for i in range(self.num_layers):
+      out = layer_cls(self.config, self.dtype, self.deterministic, name=str(i))(h, key_mask)
+      if not self.deterministic and self.layerdrop > 0.0:
+        # LayerDrop keeps shapes static: the layer runs, its output is dropped.
+        skip = jax.random.uniform(self.make_rng("dropout")) < self.layerdrop
+        out = jnp.where(skip, h, out)
+      h = out
+      states.append(h)
+    return states

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxser.models.hf_common import activation_fn, attention_probs, read_hf_config
+from jaxser.models.hf_common import (LayerStack, activation_fn, read_hf_config,
+                                     self_attention)
 
 Array = jax.Array
 
@@ -377,19 +378,9 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x: Array, key_mask: Optional[Array]) -> Array:
     cfg = self.config
-    heads = cfg.num_attention_heads
-    head_dim = cfg.hidden_size // heads
-    dense = functools.partial(nn.Dense, cfg.hidden_size, dtype=self.dtype,
-                              kernel_init=_dense_init())
-    split = lambda t: t.reshape(t.shape[:-1] + (heads, head_dim))
-    q = split(dense(name="q_proj")(x))
-    k = split(dense(name="k_proj")(x))
-    v = split(dense(name="v_proj")(x))
-    probs = attention_probs(q, k, key_mask, head_dim ** -0.5)
-    probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=self.deterministic)
-    out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), v)
-    out = out.reshape(out.shape[:-2] + (cfg.hidden_size,))
-    return dense(name="out_proj")(out)
+    return self_attention(x, key_mask, hidden=cfg.hidden_size, heads=cfg.num_attention_heads,
+                          dropout=cfg.attention_dropout, deterministic=self.deterministic,
+                          dtype=self.dtype, kernel_init=_dense_init())
 
 
 class FeedForward(nn.Module):
@@ -434,30 +425,6 @@ class EncoderLayer(nn.Module):
     return ln(name="final_layer_norm")(h + feed_forward(h))
 
 
-class EncoderLayers(nn.Module):
-  """The layer stack; returns [input, out_1, ..., out_L] (HF's hidden_states)."""
-
-  config: Wav2Vec2Config
-  dtype: Any = jnp.float32
-  deterministic: bool = True
-  remat: bool = False
-
-  @nn.compact
-  def __call__(self, h: Array, key_mask: Optional[Array]) -> list[Array]:
-    cfg = self.config
-    layer_cls = nn.remat(EncoderLayer) if self.remat else EncoderLayer
-    states = [h]
-    for i in range(cfg.num_hidden_layers):
-      out = layer_cls(cfg, self.dtype, self.deterministic, name=str(i))(h, key_mask)
-      if not self.deterministic and cfg.layerdrop > 0.0:
-        # LayerDrop keeps shapes static: the layer runs, its output is dropped.
-        skip = jax.random.uniform(self.make_rng("dropout")) < cfg.layerdrop
-        out = jnp.where(skip, h, out)
-      h = out
-      states.append(h)
-    return states
-
-
 class Encoder(nn.Module):
   config: Wav2Vec2Config
   dtype: Any = jnp.float32
@@ -475,8 +442,8 @@ class Encoder(nn.Module):
     if not cfg.do_stable_layer_norm:
       h = layer_norm(h)
     h = nn.Dropout(cfg.hidden_dropout)(h, deterministic=self.deterministic)
-    states = EncoderLayers(cfg, self.dtype, self.deterministic, self.remat,
-                           name="layers")(h, frame_mask)
+    states = LayerStack(EncoderLayer, cfg, cfg.num_hidden_layers, cfg.layerdrop, self.dtype,
+                        self.deterministic, self.remat, name="layers")(h, frame_mask)
     last = layer_norm(states[-1]) if cfg.do_stable_layer_norm else states[-1]
     return last, tuple(states)
 

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxser.models.hf_common import activation_fn, attention_probs, read_hf_config
+from jaxser.models.hf_common import (LayerStack, activation_fn, read_hf_config,
+                                     self_attention)
 
 Array = jax.Array
 
@@ -98,9 +99,11 @@ def encoder_frames(mel_frames):
   return (mel_frames - 1) // 2 + 1
 
 
-def _dense(features, name, use_bias=True, dtype=jnp.float32):
-  return nn.Dense(features, use_bias=use_bias, dtype=dtype,
-                  kernel_init=nn.initializers.normal(0.02), name=name)
+_INIT = nn.initializers.normal(0.02)  # HF's init_std
+
+
+def _dense(features, name, dtype=jnp.float32):
+  return nn.Dense(features, dtype=dtype, kernel_init=_INIT, name=name)
 
 
 class Positions(nn.Module):
@@ -126,17 +129,9 @@ class Attention(nn.Module):
   @nn.compact
   def __call__(self, x: Array, key_mask: Optional[Array]) -> Array:
     cfg = self.config
-    heads = cfg.encoder_attention_heads
-    head_dim = cfg.d_model // heads
-    split = lambda t: t.reshape(t.shape[:-1] + (heads, head_dim))
-    q = split(_dense(cfg.d_model, "q_proj", dtype=self.dtype)(x))
-    k = split(_dense(cfg.d_model, "k_proj", use_bias=False, dtype=self.dtype)(x))
-    v = split(_dense(cfg.d_model, "v_proj", dtype=self.dtype)(x))
-    probs = attention_probs(q, k, key_mask, head_dim ** -0.5)
-    probs = nn.Dropout(cfg.attention_dropout)(probs, deterministic=self.deterministic)
-    out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), v)
-    return _dense(cfg.d_model, "out_proj", dtype=self.dtype)(out.reshape(x.shape[:-1] +
-                                                                          (cfg.d_model,)))
+    return self_attention(x, key_mask, hidden=cfg.d_model, heads=cfg.encoder_attention_heads,
+                          dropout=cfg.attention_dropout, deterministic=self.deterministic,
+                          dtype=self.dtype, kernel_init=_INIT, key_bias=False)
 
 
 class EncoderLayer(nn.Module):
@@ -160,29 +155,6 @@ class EncoderLayer(nn.Module):
     f = nn.Dropout(cfg.activation_dropout)(f, deterministic=det)
     f = _dense(cfg.d_model, "fc2", dtype=self.dtype)(f)
     return h + drop(f, deterministic=det)
-
-
-class EncoderLayers(nn.Module):
-  """The layer stack (HF `layers.<i>`); returns the input of every layer and the last output."""
-
-  config: WhisperConfig
-  dtype: Any = jnp.float32
-  deterministic: bool = True
-  remat: bool = False
-
-  @nn.compact
-  def __call__(self, h: Array, key_mask: Optional[Array]) -> list[Array]:
-    cfg = self.config
-    layer_cls = nn.remat(EncoderLayer) if self.remat else EncoderLayer
-    states = [h]
-    for i in range(cfg.encoder_layers):
-      out = layer_cls(cfg, self.dtype, self.deterministic, name=str(i))(h, key_mask)
-      if not self.deterministic and cfg.encoder_layerdrop > 0.0:
-        skip = jax.random.uniform(self.make_rng("dropout")) < cfg.encoder_layerdrop
-        out = jnp.where(skip, h, out)  # LayerDrop with static shapes
-      h = out
-      states.append(h)
-    return states
 
 
 class WhisperEncoder(nn.Module):
@@ -226,7 +198,8 @@ class WhisperEncoder(nn.Module):
       chex.assert_shape(lengths, (mel.shape[0],))
       frame_mask = jnp.arange(t)[None, :] < encoder_frames(jnp.asarray(lengths))[:, None]
       key_mask = frame_mask
-    states = EncoderLayers(cfg, self.dtype, not train, self.remat, name="layers")(h, key_mask)
+    states = LayerStack(EncoderLayer, cfg, cfg.encoder_layers, cfg.encoder_layerdrop,
+                        self.dtype, not train, self.remat, name="layers")(h, key_mask)
     last = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, dtype=self.dtype,
                         name="layer_norm")(states[-1])
     chex.assert_shape(last, (mel.shape[0], t, cfg.d_model))
