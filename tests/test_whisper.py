@@ -256,3 +256,37 @@ def test_whisper_teachers_run_end_to_end(tmp_path):
     encoder_layers._encoder = real
   np.testing.assert_array_equal(first.x, again.x)
   assert first.x.shape == (64, 3 * 64)
+
+
+def _into_hub_cache(src, cache, repo_id):
+  """Lays `src` out as huggingface_hub's cache does for `repo_id` (one snapshot, refs/main)."""
+  import shutil
+  commit = "0123456789abcdef0123456789abcdef01234567"
+  repo = cache / ("models--" + repo_id.replace("/", "--"))
+  shutil.copytree(src, repo / "snapshots" / commit)
+  (repo / "refs").mkdir()
+  (repo / "refs" / "main").write_text(commit)
+
+
+def test_hub_names_and_ctranslate2_directories_load(tmp_path):
+  """`openai/whisper-*`-style names from the local HF cache, and a faster-whisper directory
+  (model.bin + its config.json) by path, by model.bin path and by hub name."""
+  from jaxser.models import ctranslate2
+  model = _save_torch(transformers.WhisperForConditionalGeneration, tmp_path, "hf")
+  cache = tmp_path / "hub"
+  _into_hub_cache(tmp_path / "hf", cache, "openai/whisper-tiny-test")
+  state = {k[len("model.encoder."):]: v.numpy() for k, v in model.state_dict().items()
+           if k.startswith("model.encoder.")}
+  ct2_dir = tmp_path / "faster-whisper"
+  ctranslate2.write_model(ct2_dir / "model.bin", ctranslate2.whisper_encoder_to_ct2(
+      state, model.config.to_dict(), dtype=np.float32))
+  (ct2_dir / "config.json").write_text('{"suppress_ids": []}')  # faster-whisper's, no dims
+  _into_hub_cache(ct2_dir, cache, "someone/faster-whisper-tiny-test")
+  mel = np.random.default_rng(7).standard_normal((1, 3000, 80)).astype(np.float32)
+  expected = _torch_states(model.get_encoder(), mel)
+  for name in ("openai/whisper-tiny-test", "someone/faster-whisper-tiny-test"):
+    _, variables, config = pretrained.load_encoder(name, cache_dir=str(cache))
+    assert _max_diff(expected, _flax_states(config, variables["params"], mel)) <= 1e-5, name
+  for path in (ct2_dir, ct2_dir / "model.bin"):
+    _, variables, config = pretrained.load_encoder(path)
+    assert _max_diff(expected, _flax_states(config, variables["params"], mel)) <= 1e-5, path
