@@ -41,7 +41,16 @@ def protocol_section(config, corpus, folds) -> dict:
           "test_speakers": [sorted({speaker[i] for i in f.test}) for f in folds],
           "valid_speakers": [sorted({speaker[i] for i in f.valid}) for f in folds],
           "normalization": norm, "select": select,
+          "refit": bool((config.get("train") or {}).get("refit", False)),
           "transductive": any(v == "speaker" for v in norm.values())}
+
+
+def _by_value(per_stage: dict) -> str:
+  """'a, b x; c y' for {a: x, b: x, c: y}: stages grouped by their setting, in stage order."""
+  groups: dict = {}
+  for stage, value in per_stage.items():
+    groups.setdefault(value, []).append(stage)
+  return "; ".join(f"{', '.join(stages)} {value}" for value, stages in groups.items())
 
 
 def protocol_line(p: dict, num_speakers: int) -> str:
@@ -49,8 +58,10 @@ def protocol_line(p: dict, num_speakers: int) -> str:
   return (f"Protocol: {p['name']} ({p['label']}, {p['folds']} folds); "
           f"test: {_per_fold(p['test_speakers'], num_speakers)}; "
           f"validation: {_per_fold(p['valid_speakers'], num_speakers)}; input normalisation: "
-          + ", ".join(f"{s} {v}" for s, v in p["normalization"].items())
-          + "; best epoch by validation: " + ", ".join(f"{s} {v}" for s, v in p["select"].items())
+          + _by_value(p["normalization"]) + "; best epoch by validation: "
+          + _by_value(p["select"])
+          + ("; tested model: retrained on training + validation speakers for the chosen epochs"
+             if p.get("refit") else "")
           + f"; transductive: {'yes' if p['transductive'] else 'no'}")
 
 

@@ -151,8 +151,8 @@ def test_every_report_starts_with_the_protocol_line(tmp_path):
   rep = report.write(str(tmp_path), config, corpus, folds, results)
   line = ("Protocol: leave_one_speaker_out (speaker-independent, 3 folds); test: one speaker per "
           "fold: s0, s1, s2; validation: per fold: s2, s2, s0+s1; input normalisation: teacher "
-          "train, student_alone none, student_kd none; best epoch by validation: teacher ua, "
-          "student_alone loss, student_kd loss; transductive: no")
+          "train; student_alone, student_kd none; best epoch by validation: teacher ua; "
+          "student_alone, student_kd loss; transductive: no")
   assert (tmp_path / "report.md").read_text().splitlines()[0] == line
   on_disk = json.loads((tmp_path / "report.json").read_text())
   assert next(iter(on_disk)) == "protocol_line" and on_disk["protocol_line"] == line
@@ -162,6 +162,10 @@ def test_every_report_starts_with_the_protocol_line(tmp_path):
   config.stages.student_kd.input = dict(kind="waveform", normalization="speaker")
   rep = report.write(str(tmp_path), config, corpus, folds, results)
   assert rep["protocol_line"].endswith("student_kd speaker; best epoch by validation: teacher "
-                                       "ua, student_alone loss, student_kd loss; "
+                                       "ua; student_alone, student_kd loss; "
                                        "transductive: yes")
+  config.train = dict(select="loss", refit=True)
+  rep = report.write(str(tmp_path), config, corpus, folds, results)
+  assert ("; tested model: retrained on training + validation speakers for the chosen epochs; "
+          "transductive: yes") in rep["protocol_line"]
   assert (tmp_path / "report.md").read_text().startswith(rep["protocol_line"] + "\n")
