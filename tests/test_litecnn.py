@@ -364,8 +364,12 @@ def test_cremad_config_end_to_end_with_a_tiny_hf_teacher(tmp_path, monkeypatch):
   rep = train.run(c, str(tmp_path / "run"))
 
   assert loads == [True]  # the teacher stage started from the checkpoint, once
-  assert rep["protocol"] == {"name": "stratified_random", "label": "speaker-dependent",
-                             "folds": 1}
+  p = rep["protocol"]
+  assert (p["name"], p["label"], p["folds"]) == ("stratified_random", "speaker-dependent", 1)
+  # A stratified random split draws test clips from several actors: the report lists them.
+  assert len(p["test_speakers"]) == 1 and len(p["test_speakers"][0]) > 1
+  assert p["normalization"] == {s: "none" for s in ("teacher", "student_alone", "student_kd")}
+  assert p["refit"] is False and p["transductive"] is False
   assert rep["summary"]["teacher"]["params"] == sum(p.numel() for p in tm.parameters())
   eff = rep["efficiency"]
   assert eff["student_kd"]["input_shape"] == [16000]
@@ -397,8 +401,11 @@ def test_emodb_config_end_to_end_on_a_tiny_subset(tmp_path):
                                   pool_length=8))
   c.report.latency_repeats = 3
   rep = train.run(c, str(tmp_path / "run"))
-  assert rep["protocol"] == {"name": "leave_one_speaker_out", "label": "speaker-independent",
-                             "folds": 1}
+  p = rep["protocol"]
+  assert (p["name"], p["label"], p["folds"]) == ("leave_one_speaker_out", "speaker-independent", 1)
+  assert len(p["test_speakers"][0]) == 1  # one held-out speaker per fold
+  assert not set(p["test_speakers"][0]) & set(p["valid_speakers"][0])
+  assert p["refit"] is False and p["transductive"] is False
   assert len(rep["corpus"]["classes"]) == 7
   assert rep["efficiency"]["student_alone"]["input_shape"] == [16000]
   assert rep["efficiency"]["teacher"]["input_shape"] == [88]
