@@ -35,7 +35,7 @@ description (kernels, pools, 80 channels, fused heads) matches layer for layer:
   and neighbouring frames through the convs; 2 s segments are normally all valid.
 
 Layout is channels-last: [B, T, F, C] inside, kernels (time, frequency). Max-pooling is
-flax's `max_pool`, a `lax.reduce_window` (see layers.max_pool1d for why not strided slices).
+`layers.max_pool2d` (PyTorch's floor and first-maximum gradient, faster on XLA:CPU).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class DKDFMH(nn.Module):
       x = nn.Conv(f, (3, 3), padding="SAME", use_bias=False, name=f"conv{i + 2}")(x)
       x = nn.relu(bn(x, f"bn{i + 2}"))
       if i < 2:  # after conv2 and conv3
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = layers.max_pool2d(x, (2, 2), (2, 2))
         self.sow("intermediates", f"pool{i + 2}", x)
         if length is not None:
           length = layers.pooled_lengths(length, 2, 2)

@@ -1,12 +1,16 @@
 """Small layers shared by the CNN models, written for speed on XLA:CPU.
 
 XLA's CPU convolution with `feature_group_count` (depthwise) was ~8x slower than
-PyTorch's; a depthwise conv as a sum of k shifted, per-channel-scaled copies and
-max-pool as a max of strided slices were faster than PyTorch (DESIGN.md). Adaptive
-average pooling follows PyTorch's AdaptiveAvgPool1d bins exactly.
+PyTorch's; a depthwise conv as a sum of k shifted, per-channel-scaled copies was faster
+(DESIGN.md). Max-pooling is a max over strided slices with its own gradient (first maximum
+of each window, as PyTorch): XLA's reduce_window gradient was the slow part of the CNN
+steps, and autodiff through a chain of maxima split ties differently under sharding.
+Adaptive average pooling follows PyTorch's AdaptiveAvgPool1d bins exactly.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import chex
 import flax.linen as nn
@@ -37,13 +41,69 @@ class DepthwiseConv1D(nn.Module):
     return y
 
 
-def max_pool1d(x, window: int, stride: int):
-  """Max-pool over axis 1 of [B, T, C] with no padding (PyTorch MaxPool1d semantics).
+def _window_offsets(window):
+  """Every offset inside a window, in row-major order (PyTorch's scan order)."""
+  return list(np.ndindex(*window))
 
-  XLA's reduce_window: as fast here as a chain of maxima of strided slices, whose gradients
-  under batch sharding differed from the 1-device ones by tens of percent.
-  """
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, 1), (1, stride, 1), "VALID")
+
+def _strided(x, offset, window, strides, out):
+  """x[:, o0::s0, o1::s1, ..., :] cut to the `out` pooled positions (one offset per window)."""
+  start = (0,) + tuple(offset) + (0,)
+  limit = (x.shape[0],) + tuple(o + s * (n - 1) + 1 for o, s, n in zip(offset, strides, out)) \
+      + (x.shape[-1],)
+  return jax.lax.slice(x, start, limit, (1,) + tuple(strides) + (1,))
+
+
+def _pool_shape(x, window, strides):
+  return tuple((t - w) // s + 1 for t, w, s in zip(x.shape[1:-1], window, strides))
+
+
+def _max_pool_fwd(x, window, strides):
+  out = _pool_shape(x, window, strides)
+  best = arg = None
+  for k, offset in enumerate(_window_offsets(window)):
+    v = _strided(x, offset, window, strides, out)
+    if best is None:
+      best, arg = v, jnp.zeros(v.shape, jnp.int8 if np.prod(window) < 128 else jnp.int32)
+    else:  # strictly greater: the first maximum wins ties, as in PyTorch
+      take = v > best
+      best, arg = jnp.where(take, v, best), jnp.where(take, jnp.asarray(k, arg.dtype), arg)
+  return best, (arg, x.shape)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def max_pool(x, window: tuple, strides: tuple):
+  """Max-pool over the middle axes of [B, *spatial, C], no padding (PyTorch MaxPool semantics:
+  floor, and the gradient goes to the first maximum of each window)."""
+  return _max_pool_fwd(x, window, strides)[0]
+
+
+def _max_pool_bwd(window, strides, res, g):
+  # XLA:CPU's reduce_window gradient (select-and-scatter) was the slowest op of the LiteCNN
+  # step; here each window offset sends its share back with one strided (interior) pad.
+  arg, shape = res
+  out = g.shape[1:-1]
+  dx = jnp.zeros(shape, g.dtype)
+  for k, offset in enumerate(_window_offsets(window)):
+    pads = [(0, 0, 0)] + [(o, t - (o + s * (n - 1) + 1), s - 1)
+                          for o, s, n, t in zip(offset, strides, out, shape[1:-1])] + [(0, 0, 0)]
+    dx = dx + jax.lax.pad(jnp.where(arg == k, g, 0).astype(g.dtype), jnp.zeros((), g.dtype), pads)
+  return (dx,)
+
+
+max_pool.defvjp(lambda x, window, strides: _max_pool_fwd(x, window, strides), _max_pool_bwd)
+
+
+def max_pool1d(x, window: int, stride: int):
+  """Max-pool over axis 1 of [B, T, C] with no padding (PyTorch MaxPool1d semantics)."""
+  chex.assert_rank(x, 3)
+  return max_pool(x, (window,), (stride,))
+
+
+def max_pool2d(x, window: tuple, strides: tuple):
+  """Max-pool over axes 1-2 of [B, H, W, C] with no padding (PyTorch MaxPool2d semantics)."""
+  chex.assert_rank(x, 4)
+  return max_pool(x, tuple(window), tuple(strides))
 
 
 def pooled_lengths(length, window: int, stride: int, padding: int = 0):

@@ -33,7 +33,7 @@ class SpectralCNN(nn.Module):
       x = nn.Conv(f, (3, 3), padding="SAME", use_bias=False, name=f"conv{i}")(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                        name=f"bn{i}")(x)
-      x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+      x = layers.max_pool2d(nn.relu(x), (2, 2), (2, 2))
       if length is not None:
         length = layers.pooled_lengths(length, 2, 2)
     pooled = layers.masked_mean(x.mean(2), length)
