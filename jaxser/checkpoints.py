@@ -3,6 +3,8 @@
 Orbax writes each step to a temporary directory and renames it when complete, so a
 run killed mid-save leaves the previous checkpoint intact. The directory records the stage
 hash it was written under (`stage_hash`), so a changed stage config never resumes from it.
+With several processes all of them save and restore together (Orbax's saves are collective,
+into a directory every process sees); only process 0 deletes or marks directories.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Optional
 import jax
 import orbax.checkpoint as ocp
 
-from jaxser import io_utils
+from jaxser import distributed, io_utils
 
 
 class StageCheckpoints:
@@ -25,6 +27,16 @@ class StageCheckpoints:
     (or any, with `discard`) are deleted, so the stage starts afresh instead of resuming.
     Without `stage_hash` (opening checkpoints to read them) nothing is checked or deleted."""
     self.directory = os.path.abspath(directory)
+    if distributed.is_main():  # the others wait below, then open what it left
+      self._check_hash(stage_hash, discard)
+    distributed.barrier(f"checkpoints {directory}")  # the path as given: the same everywhere
+    opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                        enable_async_checkpointing=False)
+    self._latest = ocp.CheckpointManager(os.path.join(self.directory, "latest"), options=opts)
+    self._best = ocp.CheckpointManager(os.path.join(self.directory, "best"), options=opts)
+
+  def _check_hash(self, stage_hash: Optional[str], discard: bool):
+    """Deletes checkpoints of another stage config (or all, with `discard`); marks the rest."""
     marker = os.path.join(self.directory, "stage_hash")
     if os.path.isdir(self.directory):
       # No marker: written before markers existed, so only `discard` tells it apart.
@@ -38,10 +50,6 @@ class StageCheckpoints:
     if stage_hash is not None:
       os.makedirs(self.directory, exist_ok=True)
       io_utils.write_text(marker, stage_hash)
-    opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
-                                        enable_async_checkpointing=False)
-    self._latest = ocp.CheckpointManager(os.path.join(self.directory, "latest"), options=opts)
-    self._best = ocp.CheckpointManager(os.path.join(self.directory, "best"), options=opts)
 
   def _save(self, manager, step: int, state, meta: dict):
     manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),

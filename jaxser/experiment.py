@@ -1,4 +1,9 @@
-"""One stage of one fold: build, train (resumably), evaluate, and cache outputs for later stages."""
+"""One stage of one fold: build, train (resumably), evaluate, and cache outputs for later stages.
+
+With several processes (`jaxser.distributed`) every process runs every stage in step;
+process 0 alone writes results, caches and logs, and the others wait for it where they
+read what it wrote.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import ml_collections
 import numpy as np
 from clu import metric_writers
 
-from jaxser import io_utils, sharding, trainer
+from jaxser import distributed, io_utils, sharding, trainer
 from jaxser.checkpoints import StageCheckpoints
 from jaxser.data import normalization, teacher_cache
 from jaxser.data.augment import NoiseAugment
@@ -36,6 +41,23 @@ def _groups(inputs, utt_ids):
   position = {u: i for i, u in enumerate(utt_ids)}
   utts = inputs.example_utts(inputs.example_ids(utt_ids, train=False))
   return np.asarray([position[u] for u in utts]), len(utt_ids), inputs.aggregate
+
+
+def _say(message: str) -> None:
+  """Prints on process 0 only (every process runs the same stages)."""
+  if distributed.is_main():
+    print(message)
+
+
+def _write_cache(path, ids, outs, meta, **kwargs) -> None:
+  """`teacher_cache.write_batches` on process 0; the others run the same predict steps
+  (collective) and then wait until the cache is in place for later stages to read."""
+  if distributed.is_main():
+    teacher_cache.write_batches(path, ids, outs, meta, **kwargs)
+  else:
+    for _ in outs:
+      pass
+  distributed.barrier(f"teacher cache {path}")
 
 
 class Experiment:
@@ -260,7 +282,7 @@ class Experiment:
       done = done if done.get("hash") == digest else None
     if done and (not self._needed_later(name) or
                  teacher_cache.read_if_fresh(cache_path, cache_meta)):
-      print(f"{fold.name} {name}: done earlier, UA {done['test']['ua']:.3f}")
+      _say(f"{fold.name} {name}: done earlier, UA {done['test']['ua']:.3f}")
       return done
 
     start = time.time()
@@ -293,14 +315,16 @@ class Experiment:
       valid_ds = self._noisy_eval_ds(name, inputs, fold.valid, self._noise(
           name, inputs, train_ids, seed=(self.config.seed, 2)))
     stale = done is None and os.path.exists(result_path)
-    if stale:  # a result of another config of this stage; its checkpoints are of that one too
-      os.remove(result_path)  # (else a resume of this run would discard its own checkpoints)
+    distributed.barrier(f"{fold.name} {name}: read")  # every process read; now process 0 writes
+    if stale and distributed.is_main():  # a result of another config of this stage; its
+      os.remove(result_path)  # checkpoints are too (else a resume would discard its own)
     ckpts = StageCheckpoints(os.path.join(stage_dir, "checkpoints"), digest, discard=stale)
     if done is not None and not ckpts.has_best():  # checkpoints stay local, results are shared
-      print(f"{fold.name} {name}: no checkpoint to rebuild its teacher cache from; training again")
+      _say(f"{fold.name} {name}: no checkpoint to rebuild its teacher cache from; training again")
       done = None
     writer = metric_writers.create_default_writer(
-        os.path.join(self.workdir, "logs", fold.name, name), asynchronous=False)
+        os.path.join(self.workdir, "logs", fold.name, name),
+        just_logging=not distributed.is_main(), asynchronous=False)
     try:
       if done is None:  # else only the cache is missing: rebuild it from the best checkpoint
         meta = trainer.fit(
@@ -328,12 +352,11 @@ class Experiment:
               list(fold.train) + list(fold.valid) + list(fold.test), train=False).tolist()))
       outs = trainer.predict_batches(steps["predict"], best,
                                      pipeline.dataset(ids, tcfg.eval_batch_size, train=False))
-      teacher_cache.write_batches(
-          cache_path, ids, outs, {**cache_meta, "best_epoch": best_meta["epoch"]},
-          fp16=bool(stage.get("cache_fp16", False)),
-          params=best.params if self._weights_needed_later(name) else None)
+      _write_cache(cache_path, ids, outs, {**cache_meta, "best_epoch": best_meta["epoch"]},
+                   fp16=bool(stage.get("cache_fp16", False)),
+                   params=best.params if self._weights_needed_later(name) else None)
     if done is not None:
-      print(f"{fold.name} {name}: teacher cache rebuilt from the best checkpoint")
+      _say(f"{fold.name} {name}: teacher cache rebuilt from the best checkpoint")
       return done
     test = trainer.evaluate(steps["predict"], best, eval_ds(fold.test), labels(fold.test),
                             self.corpus.num_classes, _groups(inputs, fold.test))
@@ -348,7 +371,8 @@ class Experiment:
                         "pred": test["outputs"]["logits"].argmax(1).tolist()},
         "noisy": self._noise_grid(name, inputs, train_ids, fold, steps, best),
     }
-    io_utils.write_json(result_path, result)
-    print(f"{fold.name} {name}: test UA {result['test']['ua']:.3f} WA {result['test']['wa']:.3f} "
+    if distributed.is_main():
+      io_utils.write_json(result_path, result)
+    _say(f"{fold.name} {name}: test UA {result['test']['ua']:.3f} WA {result['test']['wa']:.3f} "
           f"(best epoch {result['best_epoch'] + 1}, {result['seconds']} s)")
     return result

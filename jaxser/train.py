@@ -7,6 +7,10 @@ keeps its best checkpoint by validation score, evaluates it on the fold's test
 ids and, when a later stage distils from it, writes its outputs for every id
 of the fold to the teacher cache. Re-running the same command resumes: finished
 stages are skipped, an interrupted one continues from its latest checkpoint.
+
+The same command runs on several processes (one per host, or several on one machine)
+with --coordinator_address, --num_processes and --process_id (or --distributed alone
+on a TPU pod or under SLURM); every process needs the same --workdir on a shared disk.
 """
 
 from __future__ import annotations
@@ -30,12 +34,31 @@ _CONFIG = config_flags.DEFINE_config_file(
     "loss_cfg.temperature=4.", lock_config=True)
 _FOLDS = flags.DEFINE_string(
     "folds", None, "Run only these folds (indices, e.g. '3,4' or '3-9'); the report covers "
-    "them. Several processes may share one --workdir with different --folds (e.g. one per "
-    "accelerator or core); a last run without --folds finds every fold done and reports all.")
+    "them. Several independent runs (no --coordinator_address) may share one --workdir "
+    "with different --folds (e.g. one per accelerator or core); a last run without --folds "
+    "finds every fold done and reports all.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: resolved config, TensorBoard logs, per-fold checkpoints "
     "and teacher caches, report.{json,md} (config.report.file names them). Default: "
     "runs/<config.name>. Re-using it resumes.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Several processes as one run (jax.distributed): host:port "
+    "of process 0, which every process connects to, e.g. localhost:12355 on one machine or "
+    "<host 0>:12355 on a cluster. Give with --num_processes and --process_id, the same "
+    "command and --workdir (on a shared disk) in every process. Each process feeds its own "
+    "devices' rows of every global batch; the batch sizes must divide the global device "
+    "count. Only process 0 writes results, reports and logs.")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Number of processes of a --coordinator_address run (e.g. one per "
+    "host, or 2 on one machine, each with its fake CPU devices from XLA_FLAGS="
+    "--xla_force_host_platform_device_count=N; CPU processes talk over gloo).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index in a --coordinator_address run, 0 to "
+    "--num_processes - 1; process 0 runs the coordinator and writes the files.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Start jax.distributed and let it detect the coordinator, the "
+    "number of processes and this process's id (TPU pods, SLURM, Open MPI); any of "
+    "--coordinator_address, --num_processes, --process_id given overrides its guess.")
 
 
 # Settings that change no stage's result, so runs sharing a directory may differ in them.
@@ -43,14 +66,15 @@ _FREE_SETTINGS = {"stage_order", "report", "name"}
 
 
 def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
-  """Creates `workdir` and records the config; refuses to mix two configs in one run dir.
+  """Creates `workdir` and records the config (on process 0; every process checks it);
+  refuses to mix two configs in one run dir.
 
   Only settings that change no stage's result may differ: `stage_order`, `report` and
   `name`. Results are kept per stage (and checked by stage hash), so a run may train some
   stages first and the rest later, and a config's variants (stage subsets with their own
   report, e.g. an ablation and a sweep) may share one directory and its teachers.
   """
-  from jaxser import io_utils
+  from jaxser import distributed, io_utils
   from jaxser.config_utils import to_dict
   from jaxser.errors import UserError
   parent = os.path.dirname(os.path.abspath(workdir))
@@ -69,12 +93,14 @@ def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
     if changed:
       raise UserError(f"--workdir {workdir} holds a run with a different config (settings that "
                        f"differ: {changed}); use a new --workdir, or delete {path} to reuse it")
-  io_utils.write_json(path, resolved)
+  if distributed.is_main():
+    io_utils.write_json(path, resolved)
 
 
 def check_corpus(workdir: str, corpus) -> None:
-  """Records the corpus's utterance list; refuses a run directory made over another one."""
-  from jaxser import io_utils
+  """Records the corpus's utterance list (on process 0; every process checks it); refuses a
+  run directory made over another one."""
+  from jaxser import distributed, io_utils
   from jaxser.config_utils import config_hash
   from jaxser.errors import UserError
   info = {"name": corpus.name, "utterances": len(corpus.utterances),
@@ -90,6 +116,8 @@ def check_corpus(workdir: str, corpus) -> None:
           f"({previous['utterances']} utterances, skipped {previous['skipped']}; now "
           f"{info['utterances']}, skipped {info['skipped']}); fix the corpus or use a new "
           "--workdir")
+  if not distributed.is_main():
+    return
   io_utils.write_json(path, info)
   if corpus.skipped:
     print(f"{corpus.name}: skipped {sum(corpus.skipped.values())} utterances "
@@ -118,10 +146,11 @@ def parse_folds(spec: str | None, num_folds: int) -> list[int] | None:
 
 
 def run(config, workdir: str, folds_to_run: str | None = None,
-        make_parents: bool = False) -> dict:
+        make_parents: bool = False) -> dict | None:
   """Runs every fold (or those of `folds_to_run`, a --folds value) and stage of `config`
-  under `workdir` (its parents made when `make_parents`) and writes the report."""
-  from jaxser import experiment, profile, report, sharding
+  under `workdir` (its parents made when `make_parents`) and writes the report; returns it
+  (None on processes other than 0, which write nothing)."""
+  from jaxser import distributed, experiment, profile, report, sharding
   from jaxser.data import folds as folds_lib
   from jaxser.data.registry import load_corpus
 
@@ -147,6 +176,8 @@ def run(config, workdir: str, folds_to_run: str | None = None,
     for stage in config.stage_order:
       results[fold.name][stage] = runner.run_stage(stage, fold, k)
   seconds = time.time() - start
+  if not distributed.is_main():  # process 0 measures and writes the report
+    return None
   repeats = report.latency_repeats(config)
   efficiency = (profile.efficiency(config, corpus.num_classes,
                                    {s: runner.inputs(s) for s in config.stage_order}, repeats)
@@ -216,8 +247,11 @@ def main(argv):
                     os.environ.get("JAX_COMPILATION_CACHE_DIR",
                                    os.path.expanduser("~/.cache/jaxser/xla")))
   workdir = _WORKDIR.value or os.path.join("runs", config.name)
+  from jaxser import distributed
   from jaxser.errors import UserError
   try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                           _DISTRIBUTED.value)  # before anything touches a device
     run(config, workdir, _FOLDS.value, make_parents=_WORKDIR.value is None)
   except (UserError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+from jaxser import distributed
 from jaxser import metrics as metrics_lib
 from jaxser import sharding
 from jaxser.features import segments
@@ -142,7 +143,8 @@ def make_train_step(model: nn.Module, tx, loss_fn: LossFn, loss_cfg, mesh,
 
 
 def make_predict_step(model: nn.Module, mesh, keys=("logits", "embedding")):
-  """`(state, host_batch) -> {key: array}` in inference mode, jitted like the train step."""
+  """`(state, host_batch) -> {key: array}` in inference mode, jitted like the train step; with
+  several processes the outputs are copied to every process (`sharding.output_sharding`)."""
 
   def predict(state: TrainState, batch):
     out = model.apply(_variables(state.params, state.batch_stats), batch["x"], batch["length"],
@@ -150,7 +152,7 @@ def make_predict_step(model: nn.Module, mesh, keys=("logits", "embedding")):
     return {k: out[k] for k in keys if k in out}
 
   jitted = jax.jit(predict, in_shardings=(sharding.replicated(mesh), sharding.data_sharding(mesh)),
-                   out_shardings=sharding.data_sharding(mesh))
+                   out_shardings=sharding.output_sharding(mesh))
   return lambda state, host_batch: jitted(state, sharding.put_batch(host_batch, mesh))
 
 
@@ -212,6 +214,8 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
   seed and epoch, so a resumed run repeats the uninterrupted one). The best
   state by `cfg.select` on validation is checkpointed for evaluation. meta['seconds']
   is the time spent in epochs (training and validation), summed over resumed runs.
+  With several processes every one runs this loop (checkpoint saves are collective);
+  only process 0 shows progress.
   """
   meta = {"epoch": -1, "best": -math.inf, "best_epoch": -1, "lr_scale": 1.0,
           "plateau_best": -math.inf, "plateau_wait": 0, "stopped": False, "history": [],
@@ -228,7 +232,7 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
     epoch_start = time.time()
     step_metrics = []
     bar = tqdm(train_data(epoch).as_numpy_iterator(), total=steps_per_epoch, leave=False,
-               desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}")
+               desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=not distributed.is_main())
     for batch in bar:
       state, m = train_step(state, batch)
       step_metrics.append(m)
@@ -262,8 +266,9 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
     meta["epoch"] = epoch
     meta["seconds"] += time.time() - epoch_start
     bar.close()
-    tqdm.write(f"{desc} epoch {epoch + 1}: train loss {train_m['loss']:.4f}  valid loss "
-               f"{valid_m['loss']:.4f}  UA {valid_m['ua']:.3f}  WA {valid_m['wa']:.3f}")
+    if distributed.is_main():
+      tqdm.write(f"{desc} epoch {epoch + 1}: train loss {train_m['loss']:.4f}  valid loss "
+                 f"{valid_m['loss']:.4f}  UA {valid_m['ua']:.3f}  WA {valid_m['wa']:.3f}")
     ckpts.save_latest(int(state.step), state, meta)
     if on_epoch_end is not None:
       on_epoch_end(epoch)

@@ -25,3 +25,19 @@ def tiny_quickstart(epochs: int = 2):
     c.stages[s].model.update(dict(stem_features=4, block_features=(4, 8, 8), hidden=8))
     c.stages[s].input.max_seconds = 1.0
   return c
+
+
+def tiny_mlps(epochs: int = 2):
+  """`tiny_quickstart` with MLPs on eGeMAPS functionals only: the teacher and a KD student that
+  reads its cache, quick to compile; no latency table."""
+  c = tiny_quickstart(epochs)
+  c.stage_order = ("teacher", "student_kd")
+  c.stages.student_kd.model = c.stages.teacher.model.to_dict()
+  c.stages.student_kd.input = c.stages.teacher.input.to_dict()
+  c.report.latency_repeats = 0
+  return c
+
+
+def get_config():
+  """`tiny_mlps()` as a config file: `python -m jaxser.train --config tests/tiny_config.py`."""
+  return tiny_mlps()
