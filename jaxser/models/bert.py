@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxser.models.hf_common import activation_fn, attention_probs, read_hf_config
+from jaxser.models.hf_common import (activation_fn, attention_context, attention_probs,
+                                      read_hf_config)
 
 Array = jax.Array
 
@@ -136,7 +137,7 @@ class SelfAttention(nn.Module):
     v = split(_dense(cfg.hidden_size, self.dtype, "value")(x))
     probs = attention_probs(q, k, key_mask, head_dim ** -0.5)
     probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=self.deterministic)
-    out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), v)
+    out = attention_context(probs.astype(self.dtype), v)
     return out.reshape(out.shape[:-2] + (cfg.hidden_size,))
 
 

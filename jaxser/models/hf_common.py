@@ -32,13 +32,26 @@ def activation_fn(name: str):
   return _ACTIVATIONS[name]
 
 
+def _heads_first(t: Array) -> Array:
+  """[B, T, H, d] -> [B, H, T, d]."""
+  return jnp.swapaxes(t, 1, 2)
+
+
+def attention_context(probs: Array, v: Array) -> Array:
+  """probs [B, H, Tq, Tk] x v [B, Tk, H, d] -> [B, Tq, H, d]."""
+  return jnp.swapaxes(jnp.matmul(probs, _heads_first(v)), 1, 2)
+
+
 def attention_probs(q: Array, k: Array, key_mask: Optional[Array], scale: float) -> Array:
   """Softmax attention weights [B, H, Tq, Tk] of q, k [B, T, H, d]; masked keys get 0.
 
   Float32 (float64 for float64 inputs, as parity tests run them) whatever the input dtype.
   """
   dtype = jnp.promote_types(q.dtype, jnp.float32)
-  scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=dtype) * scale
+  # Heads first, then a plain batched matmul: XLA:CPU ran "bqhd,bkhd->bhqk" directly at half
+  # the speed (Whisper's 1500-frame attention: 119 -> 61 ms per layer).
+  scores = jnp.matmul(_heads_first(q), jnp.swapaxes(_heads_first(k), -1, -2),
+                      preferred_element_type=dtype) * scale
   if key_mask is not None:
     scores = jnp.where(key_mask[:, None, None, :], scores, jnp.finfo(dtype).min)
   return jax.nn.softmax(scores, axis=-1)
@@ -57,7 +70,7 @@ def self_attention(x: Array, key_mask: Optional[Array], *, hidden: int, heads: i
   v = split(dense(name="v_proj")(x))
   probs = attention_probs(q, k, key_mask, head_dim ** -0.5)
   probs = nn.Dropout(dropout)(probs, deterministic=deterministic)
-  out = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(dtype), v)
+  out = attention_context(probs.astype(dtype), v)
   return dense(name="out_proj")(out.reshape(out.shape[:-2] + (hidden,)))
 
 
