@@ -12,24 +12,13 @@ import argparse
 import json
 
 import jax
-import ml_collections
 import numpy as np
 
-from jaxser import distributed, sharding, trainer
-from jaxser.methods import litecnn_kd
-from jaxser.models.litecnn import LiteCNN
+import sharded_steps
+from jaxser import distributed, trainer
+from sharded_steps import CLASSES, SAMPLES
 
-BATCH, SAMPLES, CLASSES, STEPS, EVAL = 16, 4000, 4, 6, 20
-
-
-def _batches(rng):
-  return [{
-      "x": rng.standard_normal((BATCH, SAMPLES)).astype(np.float32),
-      "length": rng.integers(2000, SAMPLES + 1, BATCH).astype(np.int32),
-      "label": rng.integers(0, CLASSES, BATCH).astype(np.int32),
-      "mask": np.ones(BATCH, np.float32),
-      "teacher": {"t": {"logits": rng.standard_normal((BATCH, CLASSES)).astype(np.float32)}},
-  } for _ in range(STEPS)]
+EVAL = 20
 
 
 class _EvalData:
@@ -59,19 +48,7 @@ def main():
   args = parser.parse_args()
   distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
   rng = np.random.default_rng(0)
-  model = LiteCNN(num_classes=CLASSES, stem_features=8, block_features=(8, 16, 16), hidden=16,
-                  pool="masked_mean")
-  # SGD, not Adam: Adam's first update is lr * sign(g), which flips for a gradient entry
-  # within rounding of zero (see sharded_steps.py).
-  cfg = ml_collections.ConfigDict(dict(optimizer="sgd", momentum=0.9, learning_rate=0.01,
-                                       schedule="constant", epochs=1))
-  loss_cfg = ml_collections.ConfigDict(dict(teacher="t", alpha=0.5, temperature=2.0))
-  mesh = sharding.make_mesh()
-  tx = trainer.make_optimizer(cfg, STEPS)
-  batches = _batches(rng)
-  state = trainer.create_state(model, batches[0], tx, jax.random.PRNGKey(0))
-  state = sharding.put_replicated(state, mesh)
-  step = trainer.make_train_step(model, tx, litecnn_kd.kd, loss_cfg, mesh)
+  model, mesh, state, step, batches = sharded_steps.build(rng)
   losses = []
   for b in batches:
     state, m = step(state, b)
