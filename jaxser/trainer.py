@@ -23,6 +23,7 @@ from tqdm import tqdm
 from jaxser import distributed
 from jaxser import metrics as metrics_lib
 from jaxser import sharding
+from jaxser.errors import UserError
 from jaxser.features import segments
 
 LossFn = Callable[..., tuple[jax.Array, dict]]
@@ -205,6 +206,15 @@ def _monitor_value(m: dict, name: str) -> float:
   return -m["loss"] if name == "loss" else m[name]
 
 
+def _check_finite(value: float, what: str) -> None:
+  """Stops the stage at once on a NaN/inf loss (no epoch after it could be selected)."""
+  if not math.isfinite(value):
+    raise UserError(f"{what} is {value}: the stage stopped. Likely an input with NaN/inf "
+                    "values (e.g. features of a truncated, empty or silent audio file; check "
+                    "the stage's input settings and the corpus) or a learning rate too high "
+                    "(config.train.learning_rate)")
+
+
 def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[int], Any],
         valid_data, valid_labels, num_classes: int, cfg, valid_groups=None, steps_per_epoch: int, ckpts,
         writer=None, desc: str = "", on_epoch_end: Optional[Callable] = None) -> dict:
@@ -238,8 +248,10 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
       step_metrics.append(m)
     train_m = {k: float(np.mean([float(s[k]) for s in jax.device_get(step_metrics)]))
                for k in step_metrics[0]}
+    _check_finite(train_m["loss"], f"{desc} epoch {epoch + 1}: training loss")
     valid_m = evaluate(predict_step, state, valid_data, valid_labels, num_classes,
                        valid_groups)["metrics"]
+    _check_finite(valid_m["loss"], f"{desc} epoch {epoch + 1}: validation loss")
     record = {"epoch": epoch, "lr_scale": meta["lr_scale"],
               **{f"train/{k}": v for k, v in train_m.items()},
               **{f"valid/{k}": valid_m[k] for k in ("loss", "ua", "wa", "macro_f1")}}

@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import pytest
 
 from jaxser import trainer
+from jaxser.errors import UserError
 
 
 class _Data:
@@ -31,7 +33,7 @@ class _Checkpoints:
     self.latest.append(step)
 
 
-def _run(valid_losses, plateau, early, epochs):
+def _run(valid_losses, plateau, early, epochs, train_losses=None):
   """Validation predicts class 0 with probability exp(-loss) on a one-example set."""
   cfg = ml_collections.ConfigDict(dict(optimizer="adam", learning_rate=1e-3, schedule="constant",
                                        epochs=epochs, select="loss", plateau=plateau,
@@ -45,12 +47,14 @@ def _run(valid_losses, plateau, early, epochs):
 
   def train_step(state, batch):
     scales.append(float(optax.tree_utils.tree_get(state.opt_state, "step_size")))
-    return state.replace(step=state.step + 1), {"loss": jnp.zeros(())}
+    loss = 0.0 if train_losses is None else train_losses[int(state.step)]
+    return state.replace(step=state.step + 1), {"loss": jnp.asarray(loss, jnp.float32)}
 
   def predict_step(state, batch):
     p = np.exp(-valid_losses[epoch["n"]])
     epoch["n"] += 1
-    return {"logits": np.log(np.array([[p, 1 - p]], np.float32))}
+    with np.errstate(divide="ignore"):  # an infinite validation loss is scripted on purpose
+      return {"logits": np.log(np.array([[p, 1 - p]], np.float32))}
 
   ckpts = _Checkpoints()
   meta = trainer.fit(state=state, train_step=train_step, predict_step=predict_step,
@@ -77,3 +81,13 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement():
   meta, scales, ckpts = _run(losses, dict(patience=0), dict(patience=3), epochs=len(losses))
   assert meta["stopped"] and meta["epoch"] == 4 and meta["best_epoch"] == 1
   assert len(scales) == 5 and ckpts.best == [0, 1]
+
+
+@pytest.mark.parametrize("train_losses,valid_losses,what", [
+    ([0.5, float("nan"), 0.4], [1.0, 0.9, 0.8], "epoch 2: training loss is nan"),
+    ([0.5, 0.4, 0.3], [1.0, float("inf"), 0.8], "epoch 2: validation loss is inf")])
+def test_a_non_finite_loss_stops_the_stage_at_once_naming_the_epoch(train_losses, valid_losses,
+                                                                     what):
+  with pytest.raises(UserError, match=what) as err:
+    _run(valid_losses, dict(patience=0), dict(patience=0), epochs=3, train_losses=train_losses)
+  assert "NaN/inf" in str(err.value)

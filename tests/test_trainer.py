@@ -317,6 +317,9 @@ def test_pipeline_joins_teacher_outputs_by_id():
   # No autotuner: dropping each epoch's iterator waited seconds for its model thread.
   for train_ in (True, False):
     assert pipe.dataset(train_ids, 4, train=train_).options().autotune.enabled is False
+  # Fewer training examples than one batch: a one-line error naming the setting.
+  with pytest.raises(UserError, match="only 8 training examples for batch size 16.*batch_size"):
+    pipe.dataset(train_ids, 16, train=True)
 
 
 def test_refit_trains_on_training_and_validation_examples(tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from jaxser.data.inputs import InputArrays
+from jaxser.errors import UserError
 from jaxser.data.teacher_cache import TeacherCache
 
 
@@ -111,7 +112,7 @@ class Pipeline:
     self._check(ids.tolist())
     if train:
       if len(ids) < batch_size:
-        raise ValueError(f"only {len(ids)} training examples for batch size {batch_size}; "
+        raise UserError(f"only {len(ids)} training examples for batch size {batch_size}; "
                          "lower config.train.batch_size")
       ids = ids[np.random.default_rng([seed, epoch]).permutation(len(ids))]
     else:
