@@ -167,14 +167,17 @@ class Experiment:
                         bool(self.config.stages[name].input.get("normalize", True)))
 
   def _noise_grid(self, name, inputs, train_ids, fold, steps, state) -> dict:
-    """Test metrics with every test utterance mixed with each `config.eval_noise` type at
-    each SNR ({"white@0": {ua, wa}, ...}); the same noisy copies for every stage."""
+    """Test metrics with every test utterance mixed with each `config.eval_noise` type (all on
+    offer when `types` is empty) at each SNR ({"white@0": {ua, wa}, ...}); the same noisy
+    copies for every stage."""
     grid_cfg = self.config.get("eval_noise")
     if not grid_cfg or self.config.stages[name].input.kind != "waveform":
       return {}
     labels = np.asarray([self._labels[u] for u in fold.test], np.int32)
     out = {}
-    for kind in grid_cfg.types:
+    # No types listed: every noise on offer, as for training noise (NoiseAugment resolves it).
+    kinds = grid_cfg.types or self._noise(name, inputs, train_ids, cfg=grid_cfg).types
+    for kind in kinds:
       for snr in grid_cfg.snr_db:
         one = ml_collections.ConfigDict({**to_dict(grid_cfg), "types": (kind,),
                                          "snr_db": (float(snr),)})

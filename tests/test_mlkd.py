@@ -133,3 +133,15 @@ def test_iemocap_config_is_the_papers_setting():
   assert c.stages.mlkd.init_from.layers == (2, 4, 6, 8, 10, 12)
   assert c.stages.mlkd.model.num_hidden_layers == 6
   assert (c.stages.mlkd.loss_cfg.alpha, c.stages.mlkd.loss_cfg.temperature) == (0.7, 7.0)
+
+
+def test_an_empty_eval_noise_types_means_every_noise_as_for_training(tmp_path):
+  from tiny_config import tiny_quickstart
+  c = tiny_quickstart(epochs=1)
+  c.stage_order = ("student_alone",)
+  c.report.latency_repeats = 0
+  c.eval_noise = dict(types=(), snr_db=(10.0,), babble_k=2)
+  rep = train.run(c, str(tmp_path / "run"))
+  grid = rep["noisy"]["student_alone"]
+  # The generators and babble, each at the one SNR: never an empty grid.
+  assert {"white@10", "pink@10", "brown@10", "babble@10"} <= set(grid), grid
