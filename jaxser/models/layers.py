@@ -46,7 +46,7 @@ def _window_offsets(window):
   return list(np.ndindex(*window))
 
 
-def _strided(x, offset, window, strides, out):
+def _strided(x, offset, strides, out):
   """x[:, o0::s0, o1::s1, ..., :] cut to the `out` pooled positions (one offset per window)."""
   start = (0,) + tuple(offset) + (0,)
   limit = (x.shape[0],) + tuple(o + s * (n - 1) + 1 for o, s, n in zip(offset, strides, out)) \
@@ -62,7 +62,7 @@ def _max_pool_fwd(x, window, strides):
   out = _pool_shape(x, window, strides)
   best = arg = None
   for k, offset in enumerate(_window_offsets(window)):
-    v = _strided(x, offset, window, strides, out)
+    v = _strided(x, offset, strides, out)
     if best is None:
       best, arg = v, jnp.zeros(v.shape, jnp.int8 if np.prod(window) < 128 else jnp.int32)
     else:  # strictly greater: the first maximum wins ties, as in PyTorch
@@ -91,7 +91,7 @@ def _max_pool_bwd(window, strides, res, g):
   return (dx,)
 
 
-max_pool.defvjp(lambda x, window, strides: _max_pool_fwd(x, window, strides), _max_pool_bwd)
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def max_pool1d(x, window: int, stride: int):
