@@ -60,6 +60,15 @@ def _write_cache(path, ids, outs, meta, **kwargs) -> None:
   distributed.barrier(f"teacher cache {path}")
 
 
+def resolve_stage_train(config, name: str) -> ml_collections.ConfigDict:
+  """`config.train` with stage `name`'s own `train` settings (those not None) on top."""
+  cfg = config.train.copy_and_resolve_references()
+  with cfg.unlocked():
+    cfg.update({k: v for k, v in dict(config.stages[name].get("train", {})).items()
+                if v is not None})
+  return cfg
+
+
 class Experiment:
   """Holds what stages share across folds: corpus, inputs per kind, compiled steps."""
 
@@ -104,11 +113,7 @@ class Experiment:
 
   # -- what a stage depends on -------------------------------------------------------------
   def stage_train_cfg(self, name):
-    cfg = self.config.train.copy_and_resolve_references()
-    with cfg.unlocked():
-      cfg.update({k: v for k, v in dict(self.config.stages[name].get("train", {})).items()
-                  if v is not None})
-    return cfg
+    return resolve_stage_train(self.config, name)
 
   def _init_source(self, name) -> str:
     """The stage whose weights `name` starts from (`stages.<name>.init_from.stage`), or ""."""

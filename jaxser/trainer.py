@@ -115,6 +115,17 @@ def default_teacher_fn(batch):
   return batch.get("teacher")
 
 
+def _on_host_batches(jitted, mesh):
+  """`(state, host_batch) -> jitted(state, batch on the mesh)`; `.jitted` is the jitted function
+  (e.g. for XLA's cost analysis of the step)."""
+
+  def call(state, host_batch):
+    return jitted(state, sharding.put_batch(host_batch, mesh))
+
+  call.jitted = jitted
+  return call
+
+
 def make_train_step(model: nn.Module, tx, loss_fn: LossFn, loss_cfg, mesh,
                     teacher_fn: Callable = default_teacher_fn):
   """`(state, host_batch) -> (state, metrics)`, jitted with the batch split on the `data` axis
@@ -140,7 +151,7 @@ def make_train_step(model: nn.Module, tx, loss_fn: LossFn, loss_cfg, mesh,
   repl, data = sharding.replicated(mesh), sharding.data_sharding(mesh)
   jitted = jax.jit(step, in_shardings=(repl, data), out_shardings=(repl, repl),
                    donate_argnums=(0,))
-  return lambda state, host_batch: jitted(state, sharding.put_batch(host_batch, mesh))
+  return _on_host_batches(jitted, mesh)
 
 
 def make_predict_step(model: nn.Module, mesh, keys=("logits", "embedding")):
@@ -154,7 +165,7 @@ def make_predict_step(model: nn.Module, mesh, keys=("logits", "embedding")):
 
   jitted = jax.jit(predict, in_shardings=(sharding.replicated(mesh), sharding.data_sharding(mesh)),
                    out_shardings=sharding.output_sharding(mesh))
-  return lambda state, host_batch: jitted(state, sharding.put_batch(host_batch, mesh))
+  return _on_host_batches(jitted, mesh)
 
 
 def predict_batches(predict_step, state, dataset):

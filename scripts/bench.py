@@ -42,13 +42,11 @@ import dataclasses
 import datetime
 import gc
 import importlib
-import inspect
 import os
 import statistics
 import sys
 import tempfile
 import time
-import types
 from typing import Optional
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -70,7 +68,7 @@ import transformers  # noqa: E402
 import bench_torch  # noqa: E402
 from jaxser import io_utils, sharding, trainer  # noqa: E402
 from jaxser.config_utils import load_config_file  # noqa: E402
-from jaxser.experiment import Experiment, param_count  # noqa: E402
+from jaxser.experiment import param_count, resolve_stage_train  # noqa: E402
 from jaxser.models.registry import build_model  # noqa: E402
 
 MODELS = ("litecnn", "dkdfmh", "hubert", "whisper", "emodistill_student")
@@ -120,8 +118,7 @@ class Spec:
 def _stage(config_file: str, name: str):
   """(config, stage, resolved train block) of a config file's stage, as Experiment has them."""
   config = load_config_file(os.path.join(ROOT, "configs", config_file))
-  shim = types.SimpleNamespace(config=config)  # stage_train_cfg reads self.config only
-  return config, config.stages[name], Experiment.stage_train_cfg(shim, name)
+  return config, config.stages[name], resolve_stage_train(config, name)
 
 
 def _hf_train_cfg(batch: int, lr: float) -> ml_collections.ConfigDict:
@@ -251,14 +248,9 @@ def build_jax(spec: Spec, mesh, batch: dict):
   return model, JaxTrain(step, state, batch), predict
 
 
-def xla_flops(wrapper, *args) -> Optional[float]:
-  """XLA's flop count of the compiled jax.jit function inside a trainer step wrapper, for
-  `args`; None when the wrapper holds no jitted function (trainer changed its shape)."""
-  jitted = next((v for v in inspect.getclosurevars(wrapper).nonlocals.values()
-                 if hasattr(v, "lower")), None)
-  if jitted is None:
-    return None
-  cost = jitted.lower(*args).compile().cost_analysis()
+def xla_flops(step, *args) -> Optional[float]:
+  """XLA's flop count of a trainer step's compiled function (`step.jitted`) for `args`."""
+  cost = step.jitted.lower(*args).compile().cost_analysis()
   if isinstance(cost, (list, tuple)):  # older JAX: one dict per device program
     cost = cost[0]
   return float(cost["flops"]) if cost and "flops" in cost else None
