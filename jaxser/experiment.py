@@ -23,6 +23,7 @@ from jaxser.data import normalization, teacher_cache
 from jaxser.data.augment import NoiseAugment
 from jaxser.data.inputs import InputArrays, build_inputs
 from jaxser.data.pipeline import Pipeline
+from jaxser.data.spec_augment import SpecAugment
 from jaxser.errors import UserError
 from jaxser.methods import common
 from jaxser.models.registry import build_model
@@ -171,6 +172,20 @@ class Experiment:
                         self.corpus.sample_rate, self.config.seed if seed is None else seed,
                         bool(self.config.stages[name].input.get("normalize", True)))
 
+  def _augment(self, name, inputs, train_ids):
+    """The stage's training-batch augmenter: waveform noise (`stages.<name>.noise`), feature
+    masking (`stages.<name>.spec_augment`), or None."""
+    stage = self.config.stages[name]
+    if stage.get("noise") and stage.get("spec_augment"):
+      raise UserError(f"config.stages.{name}: `noise` (waveforms) and `spec_augment` (features) "
+                      "cannot both apply to one input; keep one")
+    if not stage.get("spec_augment"):
+      return self._noise(name, inputs, train_ids)
+    if inputs.x.ndim != 3:
+      raise UserError(f"config.stages.{name}.spec_augment masks [frames, features] inputs, but "
+                      f"input kind {stage.input.kind!r} gives shape {inputs.x.shape[1:]}")
+    return SpecAugment(stage.spec_augment, self.config.seed, f"config.stages.{name}.spec_augment")
+
   def _noise_grid(self, name, inputs, train_ids, fold, steps, state) -> dict:
     """Test metrics with every test utterance mixed with each `config.eval_noise` type (all on
     offer when `types` is empty) at each SNR ({"white@0": {ua, wa}, ...}); the same noisy
@@ -258,13 +273,14 @@ class Experiment:
       tcfg.update(dict(epochs=epochs, select="last", plateau=dict(patience=0),
                        early_stopping=dict(patience=0)))
     ids = inputs.example_ids(list(fold.train) + list(fold.valid), train=True)
-    steps_per_epoch = len(ids) // tcfg.batch_size
+    steps_per_epoch = len(inputs.epoch_ids(ids, self.config.seed, 0)) // tcfg.batch_size
     steps = self._compiled(name, steps_per_epoch, self._loss_cfg(name, inputs, ids))
     labels = np.asarray([self._labels[i] for i in fold.valid], np.int32)
     try:
       meta = trainer.fit(
           state=new_state(steps), train_step=steps["train"], predict_step=steps["predict"],
-          train_data=lambda e: pipeline.dataset(ids, tcfg.batch_size, train=True,
+          train_data=lambda e: pipeline.dataset(inputs.epoch_ids(ids, self.config.seed, e),
+                                                tcfg.batch_size, train=True,
                                                 seed=self.config.seed, epoch=e, augment=augment),
           valid_data=valid_ds, valid_labels=labels, valid_groups=_groups(inputs, fold.valid),
           num_classes=self.corpus.num_classes, cfg=tcfg, steps_per_epoch=steps_per_epoch,
@@ -304,7 +320,7 @@ class Experiment:
     pipeline = Pipeline(inputs, caches)
     tcfg = self.stage_train_cfg(name)
     train_ids = inputs.example_ids(fold.train, train=True)
-    steps_per_epoch = len(train_ids) // tcfg.batch_size
+    steps_per_epoch = len(inputs.epoch_ids(train_ids, self.config.seed, 0)) // tcfg.batch_size
     steps = self._compiled(name, steps_per_epoch, self._loss_cfg(name, inputs, train_ids))
     rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.config.seed), fold_index),
                              zlib.crc32(name.encode()))
@@ -315,9 +331,9 @@ class Experiment:
     labels = lambda ids: np.asarray([self._labels[i] for i in ids], np.int32)
     eval_ds = lambda ids: pipeline.dataset(inputs.example_ids(ids, train=False),
                                            tcfg.eval_batch_size, train=False)
-    augment = self._noise(name, inputs, train_ids)
+    augment = self._augment(name, inputs, train_ids)
     valid_ds = eval_ds(fold.valid)
-    if augment is not None and stage.noise.get("valid", False):
+    if stage.get("noise") and stage.noise.get("valid", False):
       # Select the best epoch on the condition the stage trains on: the validation clips
       # mixed with its training noise, one fixed draw per clip (own seed stream).
       valid_ds = self._noisy_eval_ds(name, inputs, fold.valid, self._noise(
@@ -337,9 +353,9 @@ class Experiment:
       if done is None:  # else only the cache is missing: rebuild it from the best checkpoint
         meta = trainer.fit(
             state=state, train_step=steps["train"], predict_step=steps["predict"],
-            train_data=lambda e: pipeline.dataset(train_ids, tcfg.batch_size, train=True,
-                                                  seed=self.config.seed, epoch=e,
-                                                  augment=augment),
+            train_data=lambda e: pipeline.dataset(
+                inputs.epoch_ids(train_ids, self.config.seed, e), tcfg.batch_size, train=True,
+                seed=self.config.seed, epoch=e, augment=augment),
             valid_data=valid_ds, valid_labels=labels(fold.valid),
             valid_groups=_groups(inputs, fold.valid),
             num_classes=self.corpus.num_classes, cfg=tcfg, steps_per_epoch=steps_per_epoch,
@@ -368,9 +384,13 @@ class Experiment:
       return done
     test = trainer.evaluate(steps["predict"], best, eval_ds(fold.test), labels(fold.test),
                             self.corpus.num_classes, _groups(inputs, fold.test))
+    # How well the tested model fits its own training utterances (clean, as evaluated).
+    fit = trainer.evaluate(steps["predict"], best, eval_ds(fold.train), labels(fold.train),
+                           self.corpus.num_classes, _groups(inputs, fold.train))["metrics"]
     result = {
         "stage": name, "fold": fold.name, "hash": digest, "test": test["metrics"],
         "valid": best_meta["valid"], "best_epoch": best_meta["epoch"],
+        "train_fit": {m: fit[m] for m in ("ua", "wa", "loss")},
         "epochs_run": meta["epoch"] + 1, "params": param_count(best.params),
         "history": meta["history"], "seconds": round(time.time() - start, 1),
         "train_seconds": round(meta["seconds"] + (refit or {}).get("seconds", 0.0), 1),

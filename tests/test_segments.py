@@ -11,7 +11,7 @@ from jaxser import train
 from jaxser.data import synthetic, teacher_cache
 from jaxser.data.folds import make_folds
 from jaxser.data.inputs import build_inputs
-from jaxser.features import segments
+from jaxser.features import egemaps, segments
 from tiny_config import load_config
 
 
@@ -60,6 +60,42 @@ def test_an_utterance_shorter_than_a_segment_is_one_padded_segment():
     ids = seg.example_ids(whole.ids, train=split)
     assert len(ids) == len(whole.ids)  # 1-1.5 s utterances: one segment each
     np.testing.assert_array_equal(seg.length[[rows[i] for i in ids]], whole.length)
+
+
+def test_a_pooled_kind_with_segments_is_computed_on_each_window(tmp_path):
+  corpus = synthetic.build(dict(seed=1, num_speakers=2, utterances_per_speaker=2,
+                                min_seconds=1.2, max_seconds=1.6))
+  cfg = ml_collections.ConfigDict(dict(kind="egemaps_functionals", cache_dir=str(tmp_path),
+                                       segment=dict(seconds=0.5, hop=0.25, eval_hop=0.5)))
+  seg = build_inputs(corpus, cfg)
+  waves = build_inputs(corpus, ml_collections.ConfigDict(dict(
+      kind="waveform", max_seconds=2.0, normalize=False,
+      segment=dict(seconds=0.5, hop=0.25, eval_hop=0.5))))
+  # The same examples as the waveform windows a student would see, so teacher outputs join.
+  np.testing.assert_array_equal(seg.ids, waves.ids)
+  assert seg.x.shape == (len(seg.ids), egemaps.NUM_FUNCTIONALS) and not seg.time_axis
+  rows = [0, len(seg.ids) // 2, len(seg.ids) - 1]
+  want = egemaps.functionals([waves.x[r, :waves.length[r]] for r in rows], corpus.sample_rate,
+                             progress=False)
+  np.testing.assert_allclose(seg.x[rows], want, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(seg.x[0], seg.x[1])  # windows of one utterance differ
+
+
+def test_per_epoch_one_draws_one_segment_per_utterance_reproducibly():
+  corpus = _tiny_corpus()
+  seg = build_inputs(corpus, _fbank_cfg(seconds=0.5, hop=0.1, eval_hop=0.5, per_epoch="one"))
+  utts = [u.id for u in corpus.utterances[:10]]
+  train_ids = seg.example_ids(utts, train=True)
+  drawn = [seg.epoch_ids(train_ids, seed=3, epoch=e) for e in range(6)]
+  for ids in drawn:
+    assert sorted(seg.example_utts(ids).tolist()) == sorted(utts)  # one each
+    assert set(ids) <= set(train_ids.tolist())
+  np.testing.assert_array_equal(seg.epoch_ids(train_ids, seed=3, epoch=2), drawn[2])
+  assert len({tuple(d) for d in drawn}) == len(drawn)  # other segments in other epochs
+  everything = build_inputs(corpus, _fbank_cfg(seconds=0.5, hop=0.1, eval_hop=0.5))
+  np.testing.assert_array_equal(everything.epoch_ids(train_ids, 3, 0), train_ids)
+  with pytest.raises(ValueError, match="per_epoch"):
+    build_inputs(corpus, _fbank_cfg(seconds=0.5, hop=0.1, per_epoch="some"))
 
 
 def test_utterance_logits_are_log_mean_probabilities():

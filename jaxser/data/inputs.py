@@ -4,7 +4,10 @@
 adding one function to KINDS. An example is an utterance, or with `input.segment`
 (seconds, hop, eval_hop) one fixed-length segment of it: training uses the segments cut
 every `hop` seconds, validation and test those cut every `eval_hop` seconds, and
-evaluation aggregates an utterance's segment outputs (`segment.aggregate`).
+evaluation aggregates an utterance's segment outputs (`segment.aggregate`). Kinds that
+describe a whole clip by one vector (functionals, pooled encoder layers) are computed on
+each segment's audio (a window). `segment.per_epoch="one"` trains on one randomly drawn
+segment of each utterance per epoch (a random crop) instead of all of them.
 `input.normalization` standardises inputs across examples (see data/normalization.py).
 """
 
@@ -18,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxser.data import normalization
-from jaxser.data.corpus import Corpus
+from jaxser.data.corpus import Corpus, Utterance
 from jaxser.features import audio, egemaps, encoder_layers, fbank, segments, whisper_mel
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "jaxser", "egemaps")
@@ -35,6 +38,7 @@ class InputArrays:
   use: np.ndarray | None = None  # [N] "train", "eval" or "both": which splits see the example
   aggregate: str = "mean_prob"  # segments -> utterance (features.segments.aggregate)
   time_axis: bool = True  # axis 1 is time (valid to `length`); False for [N, F] vectors
+  per_epoch: str = "all"  # training segments per utterance and epoch: "all" or "one"
 
   @property
   def segmented(self) -> bool:
@@ -47,6 +51,18 @@ class InputArrays:
       return np.asarray(utt_ids)
     split = "train" if train else "eval"
     return self.ids[[r for u in utt_ids for r in self._rows_by_utt[(u, split)]]]
+
+  def epoch_ids(self, train_ids, seed: int, epoch: int) -> np.ndarray:
+    """The training examples of one epoch: `train_ids`, or with `per_epoch="one"` one of each
+    utterance's segments drawn from (seed, epoch), so a resumed run draws the same."""
+    train_ids = np.asarray(list(train_ids))
+    if not self.segmented or self.per_epoch == "all":
+      return train_ids
+    groups = {}
+    for i, u in zip(train_ids.tolist(), self.example_utts(train_ids).tolist()):
+      groups.setdefault(u, []).append(i)
+    rng = np.random.default_rng([seed, epoch, 1])
+    return np.asarray([g[rng.integers(len(g))] for g in groups.values()])
 
   def rows(self, example_ids) -> list[int]:
     """Row of each example id in the arrays."""
@@ -99,9 +115,14 @@ def waveform(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   return waves, max_len
 
 
+# Kinds that describe a whole clip by one vector: with `segment`, computed on each window.
+POOLED_KINDS = ("egemaps_functionals", "compare_functionals", "whisper_layers")
+PER_EPOCH = ("all", "one")
+
+
 def _frames_per_second(corpus: Corpus, cfg) -> float:
   """Entries per second along axis 1 of a kind's sequences (what `segment` seconds count)."""
-  if cfg.kind == "waveform":
+  if cfg.kind == "waveform" or cfg.kind in POOLED_KINDS:
     return float(corpus.sample_rate)
   if cfg.kind == "logfbank":
     return 1.0 / cfg.get("hop", 0.01)
@@ -114,6 +135,9 @@ def _frames_per_second(corpus: Corpus, cfg) -> float:
 def _segment_examples(corpus: Corpus, seqs: list[np.ndarray], cfg):
   """Segments of every sequence for training (hop) and evaluation (eval_hop)."""
   seg = cfg.segment
+  if seg.get("per_epoch", "all") not in PER_EPOCH:
+    raise ValueError(f"input.segment.per_epoch={seg.per_epoch!r} is unknown; choose one of "
+                     f"{list(PER_EPOCH)}")
   rate = _frames_per_second(corpus, cfg)
   seg_len = int(round(seg.seconds * rate))
   hops = {"train": int(round(seg.hop * rate)),
@@ -133,7 +157,29 @@ def _segment_examples(corpus: Corpus, seqs: list[np.ndarray], cfg):
       labels += [u.label] * len(cut)
   return InputArrays(ids=np.asarray(ids), x=np.concatenate(parts), length=np.concatenate(lengths),
                      label=np.asarray(labels, np.int32), utt=np.asarray(utts),
-                     use=np.asarray(uses), aggregate=seg.get("aggregate", "mean_prob"))
+                     use=np.asarray(uses), aggregate=seg.get("aggregate", "mean_prob"),
+                     per_epoch=seg.get("per_epoch", "all"))
+
+
+def _pooled_windows(corpus: Corpus, cfg) -> InputArrays:
+  """A pooled kind with `segment`: the kind computed on every window's audio as if each
+  window were an utterance (its valid samples only), one vector per window."""
+  cuts = _segment_examples(corpus, _waveforms(corpus, "loading audio"), cfg)
+  # A window cut for training and for evaluation alike (same start) is computed once.
+  unique = {}
+  source = [unique.setdefault(w[:n].tobytes(), (i, w[:n]))[0]
+            for i, w, n in zip(cuts.ids.tolist(), cuts.x, cuts.length)]
+  label = dict(zip(cuts.ids.tolist(), cuts.label.tolist()))
+  windows = Corpus(name=f"{corpus.name} windows", class_names=corpus.class_names,
+                   sample_rate=corpus.sample_rate,
+                   utterances=[Utterance(id=i, speaker="", label=label[i])
+                               for i, _ in unique.values()],
+                   waveforms=dict(unique.values()))
+  feats, _ = KINDS[cfg.kind](windows, cfg)
+  row = {u.id: k for k, u in enumerate(windows.utterances)}
+  x = np.stack([feats[row[i]] for i in source]).astype(np.float32)
+  return dataclasses.replace(cuts, x=x, length=np.full(len(x), x.shape[1], np.int32),
+                             time_axis=False)
 
 
 def logfbank(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
@@ -224,10 +270,12 @@ def build_inputs(corpus: Corpus, cfg) -> InputArrays:
     raise ValueError(f"input kind {cfg.kind!r} is unknown; choose one of {sorted(KINDS)}")
   # A kind returns (sequences, padded length) or, when the valid part of a sequence is
   # shorter than the sequence (30 s padded log-mel), also the valid lengths.
-  seqs, max_len, *valid = KINDS[cfg.kind](corpus, cfg)
-  if cfg.get("segment"):
-    arrays = _segment_examples(corpus, seqs, cfg)
+  if cfg.get("segment") and cfg.kind in POOLED_KINDS:
+    arrays = _pooled_windows(corpus, cfg)
+  elif cfg.get("segment"):
+    arrays = _segment_examples(corpus, KINDS[cfg.kind](corpus, cfg)[0], cfg)
   else:
+    seqs, max_len, *valid = KINDS[cfg.kind](corpus, cfg)
     x, length = _pad_stack(seqs, max_len)
     length = np.asarray(valid[0], np.int32) if valid else length
     arrays = InputArrays(ids=np.asarray([u.id for u in corpus.utterances]), x=x, length=length,
