@@ -24,16 +24,22 @@ TRAIN_OVERRIDES = {"epochs": int, "batch_size": int, "eval_batch_size": int,
                    "grad_accum_steps": int, "select": str}
 
 
+# Settings a stage may also override, present in its block only when given (so the blocks,
+# and stage hashes, of stages that do not set them stay as they were).
+TRAIN_EXTRAS = ("plateau", "early_stopping", "refit")
+
+
 def stage_train(**overrides):
   """A stage's `train` block: typed placeholders (None = inherit), so the command line can set
-  any of them, e.g. --config.stages.student_kd.train.epochs=20."""
+  any of them, e.g. --config.stages.student_kd.train.epochs=20; `TRAIN_EXTRAS` when given."""
   from ml_collections import config_dict
-  unknown = set(overrides) - set(TRAIN_OVERRIDES)
+  unknown = set(overrides) - set(TRAIN_OVERRIDES) - set(TRAIN_EXTRAS)
   if unknown:
     raise ValueError(f"stage_train: {sorted(unknown)} are not stage-level train settings; "
-                     f"use {sorted(TRAIN_OVERRIDES)}")
-  return config_dict.ConfigDict({k: overrides.get(k, config_dict.placeholder(t))
-                                 for k, t in TRAIN_OVERRIDES.items()})
+                     f"use {sorted(TRAIN_OVERRIDES) + list(TRAIN_EXTRAS)}")
+  block = {k: overrides.get(k, config_dict.placeholder(t)) for k, t in TRAIN_OVERRIDES.items()}
+  block.update({k: overrides[k] for k in TRAIN_EXTRAS if k in overrides})
+  return config_dict.ConfigDict(block)
 
 
 def load_config_file(spec: str):

@@ -37,6 +37,13 @@ def from_confusion(cm: np.ndarray) -> dict[str, float]:
   }
 
 
+def recalls(cm: np.ndarray) -> list[float]:
+  """Recall of every class (row) of a confusion matrix; 0 for a class with no example."""
+  cm = np.asarray(cm, np.float64)
+  support = cm.sum(1)
+  return np.divide(np.diag(cm), support, out=np.zeros(len(cm)), where=support > 0).tolist()
+
+
 def classification_metrics(labels, preds, num_classes: int) -> dict:
   """All metrics plus the confusion matrix (as nested lists, JSON-ready)."""
   cm = confusion_matrix(labels, preds, num_classes)

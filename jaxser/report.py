@@ -37,11 +37,14 @@ def protocol_section(config, corpus, folds) -> dict:
   norm = {s: (config.stages[s].get("input") or {}).get("normalization", "none") for s in stages}
   default = (config.get("train") or {}).get("select", "ua")  # trainer.fit's default
   select = {s: (config.stages[s].get("train") or {}).get("select") or default for s in stages}
+  refit_default = bool((config.get("train") or {}).get("refit", False))
+  refit = [s for s in stages
+           if (config.stages[s].get("train") or {}).get("refit", refit_default)]
   return {"name": folds[0].protocol, "label": protocol_label(folds), "folds": len(folds),
           "test_speakers": [sorted({speaker[i] for i in f.test}) for f in folds],
           "valid_speakers": [sorted({speaker[i] for i in f.valid}) for f in folds],
           "normalization": norm, "select": select,
-          "refit": bool((config.get("train") or {}).get("refit", False)),
+          "refit": refit,  # stages tested after retraining on training + validation speakers
           "transductive": any(v == "speaker" for v in norm.values())}
 
 
@@ -53,6 +56,15 @@ def _by_value(per_stage: dict) -> str:
   return "; ".join(f"{', '.join(stages)} {value}" for value, stages in groups.items())
 
 
+def _refit_clause(refit, num_stages: int) -> str:
+  """The protocol line's words on `train.refit` (a list of stages; a bool in older reports)."""
+  if not refit:
+    return ""
+  which = "" if refit is True or len(refit) == num_stages else f" ({', '.join(refit)})"
+  return ("; tested model" + which +
+          ": retrained on training + validation speakers for the chosen epochs")
+
+
 def protocol_line(p: dict, num_speakers: int) -> str:
   """`protocol_section` in one line: the first line of every report."""
   return (f"Protocol: {p['name']} ({p['label']}, {p['folds']} folds); "
@@ -60,8 +72,7 @@ def protocol_line(p: dict, num_speakers: int) -> str:
           f"validation: {_per_fold(p['valid_speakers'], num_speakers)}; input normalisation: "
           + _by_value(p["normalization"]) + "; best epoch by validation: "
           + _by_value(p["select"])
-          + ("; tested model: retrained on training + validation speakers for the chosen epochs"
-             if p.get("refit") else "")
+          + _refit_clause(p.get("refit"), len(p["normalization"]))
           + f"; transductive: {'yes' if p['transductive'] else 'no'}")
 
 
@@ -99,7 +110,22 @@ def paired_differences(results, folds, a: str, b: str) -> dict:
     diffs = [d[m] for d in per_fold.values()]
     mean, std = metrics_lib.mean_std(diffs)
     out[m] = {"mean": mean, "std": std, "a_better": int(sum(d > 0 for d in diffs)),
-              "b_better": int(sum(d < 0 for d in diffs))}
+              "b_better": int(sum(d < 0 for d in diffs)), **paired_tests(diffs)}
+  return out
+
+
+def paired_tests(diffs) -> dict:
+  """Two-sided paired tests of per-fold differences against 0: Student's t (`t`, `p_t`) and
+  the Wilcoxon signed-rank test (`p_wilcoxon`; zero differences dropped, exact for small
+  samples). None where a test is undefined (fewer than 2 folds, all differences equal)."""
+  from scipy import stats
+  d = np.asarray(diffs, np.float64)
+  out = {"t": None, "p_t": None, "p_wilcoxon": None}
+  if len(d) >= 2 and np.ptp(d) > 0:
+    t = stats.ttest_1samp(d, 0.0)
+    out.update(t=float(t.statistic), p_t=float(t.pvalue))
+  if np.count_nonzero(d) >= 1 and len(d) >= 2:
+    out["p_wilcoxon"] = float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
   return out
 
 
@@ -171,6 +197,16 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
     cm = np.sum([r["confusion"] for r in rows], axis=0)
     summary[stage]["confusion"] = cm.tolist()
     summary[stage]["pooled"] = metrics_lib.from_confusion(cm)
+    summary[stage]["recall"] = dict(zip(corpus.class_names, metrics_lib.recalls(cm)))
+    fits = [results[f.name][stage].get("train_fit") for f in folds]
+    if all(fits):  # results written before train_fit was recorded have none
+      summary[stage]["fit"] = {
+          "train_ua": metrics_lib.mean_std(x["ua"] for x in fits)[0],
+          "train_loss": metrics_lib.mean_std(x["loss"] for x in fits)[0],
+          "valid_loss": metrics_lib.mean_std(results[f.name][stage]["valid"]["loss"]
+                                             for f in folds)[0],
+          "best_epoch": metrics_lib.mean_std(results[f.name][stage]["best_epoch"] + 1
+                                             for f in folds)[0]}
     summary[stage]["params"] = results[folds[0].name][stage]["params"]
     per_fold[stage] = {f.name: {m: results[f.name][stage]["test"][m] for m in METRICS}
                        for f in folds}
@@ -285,6 +321,46 @@ def _compare_lines(rep) -> list[str]:
   lines.append("| folds a > b | " + " | ".join(
       f"{c['ua']['a_better']}/{c['folds']} | {c['wa']['a_better']}/{c['folds']}"
       for c in rep["compare"]) + " |")
+  for key, label in (("t", "paired t"), ("p_t", "p (t-test)"), ("p_wilcoxon", "p (Wilcoxon)")):
+    if all(key in c["ua"] for c in rep["compare"]):  # older reports lack the tests
+      lines.append(f"| {label} | " + " | ".join(
+          f"{_number(c['ua'][key])} | {_number(c['wa'][key])}" for c in rep["compare"]) + " |")
+  lines.append("")
+  lines.append("Two-sided tests of the per-fold differences against 0.")
+  return lines
+
+
+def _number(value) -> str:
+  return "—" if value is None else f"{value:.3g}"
+
+
+def _fit_lines(rep) -> list[str]:
+  """How each stage fit: the tested model on its own training utterances, its validation loss."""
+  stages = [s for s in rep["stages"] if "fit" in rep["summary"][s]]
+  if not stages:
+    return []
+  lines = ["", "## Fit, mean over folds", "",
+           "The tested model on its training speakers' utterances (clean, evaluated as the test "
+           "set is), and the validation loss of the selected epoch.", "",
+           "| stage | training UA (%) | training loss | validation loss | selected epoch |",
+           "|---|---:|---:|---:|---:|"]
+  for stage in stages:
+    f = rep["summary"][stage]["fit"]
+    lines.append(f"| {stage} | {100 * f['train_ua']:.2f} | {f['train_loss']:.3f} | "
+                 f"{f['valid_loss']:.3f} | {f['best_epoch']:.1f} |")
+  return lines
+
+
+def _recall_lines(rep) -> list[str]:
+  """Per-class recall of every stage, all folds pooled (the confusion matrices' diagonals)."""
+  if not all("recall" in rep["summary"][s] for s in rep["stages"]):
+    return []
+  classes = list(rep["summary"][rep["stages"][0]]["recall"])
+  lines = ["", "## Recall per class, all folds pooled (%)", "",
+           "| stage | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+  for stage in rep["stages"]:
+    r = rep["summary"][stage]["recall"]
+    lines.append(f"| {stage} | " + " | ".join(f"{100 * r[c]:.1f}" for c in classes) + " |")
   return lines
 
 
@@ -310,6 +386,8 @@ def markdown(rep) -> str:
   for stage in rep["stages"]:
     s = rep["summary"][stage]
     lines.append(f"| {stage} | {s['params']:,} | " + " | ".join(_pm(s[m]) for m in METRICS) + " |")
+  lines += _recall_lines(rep)
+  lines += _fit_lines(rep)
   lines += _compare_lines(rep)
   lines += _efficiency_lines(rep)
   lines += _noise_lines(rep)
@@ -335,8 +413,9 @@ def summary(rep) -> str:
     out.append(f"  {stage:<16} UA {_pm(s['ua'])}   WA {_pm(s['wa'])}")
   for c in rep.get("compare", []):
     out.append(f"  {c['a']} − {c['b']}: UA {_signed_pm(c['ua'])} "
-               f"({c['a']} ahead in {c['ua']['a_better']}/{c['folds']} folds), "
-               f"WA {_signed_pm(c['wa'])}")
+               f"({c['a']} ahead in {c['ua']['a_better']}/{c['folds']} folds"
+               + (f"; p = {_number(c['ua']['p_t'])} t-test, {_number(c['ua']['p_wilcoxon'])} "
+                  "Wilcoxon" if "p_t" in c["ua"] else "") + f"), WA {_signed_pm(c['wa'])}")
   for stage, e in (rep.get("efficiency") or {}).items():
     ratios = ", ".join(f"{t} / this {r:.3g}×" for t, r in e["latency_ratio"].items())
     out.append(f"  {stage:<16} {e['params']:,} params, {e['macs'] / 1e6:.1f} M MACs, "

@@ -83,6 +83,19 @@ def test_paired_differences_by_hand(tmp_path):
   assert teacher_vs_kd["ua"]["mean"] == pytest.approx((0.20 + 0.20 - 0.10) / 3)
   assert rep["train_seconds"] == 8 * 10.0 + 5.0
   assert teacher_vs_kd["ua"]["a_better"] == 2
+  # Paired tests: t = mean / (sample std / sqrt(n)), df 2; Wilcoxon exact: ranks 1, 2, 3 of
+  # |d| with W- = 1 has P(W <= 1) = 2/8 on each side; WA drops its zero difference (n = 2).
+  t = np.mean(ua) / (np.std(ua, ddof=1) / np.sqrt(3))
+  assert kd_vs_alone["ua"]["t"] == pytest.approx(t)
+  from scipy import stats
+  assert kd_vs_alone["ua"]["p_t"] == pytest.approx(2 * stats.t.sf(t, df=2))
+  assert kd_vs_alone["ua"]["p_wilcoxon"] == pytest.approx(0.5)
+  assert kd_vs_alone["wa"]["p_wilcoxon"] == pytest.approx(0.5)
+  md = (tmp_path / "report.md").read_text()
+  assert f"| p (t-test) | {kd_vs_alone['ua']['p_t']:.3g} |" in md
+  # Per-class recall, folds pooled: each fold's confusion [[3, 1], [1, 3]].
+  assert rep["summary"]["teacher"]["recall"] == {"a": 0.75, "b": 0.75}
+  assert "| student_kd | 75.0 | 75.0 |" in md
 
   # Efficiency: the ratio is teacher / stage of features + model, for every stage but the
   # teacher; a stage without feature time (raw waveform in) counts its model alone.
@@ -169,3 +182,26 @@ def test_every_report_starts_with_the_protocol_line(tmp_path):
   assert ("; tested model: retrained on training + validation speakers for the chosen epochs; "
           "transductive: yes") in rep["protocol_line"]
   assert (tmp_path / "report.md").read_text().startswith(rep["protocol_line"] + "\n")
+  # A stage's own train.refit names the stages retrained when not all of them are.
+  config.train = dict(select="loss")
+  config.stages.teacher.train = dict(select="ua", refit=True)
+  rep = report.write(str(tmp_path), config, corpus, folds, results)
+  assert rep["protocol"]["refit"] == ["teacher"]
+  assert ("; tested model (teacher): retrained on training + validation speakers for the "
+          "chosen epochs;") in rep["protocol_line"]
+
+
+def test_fit_table_from_train_fit_and_validation_loss(tmp_path):
+  corpus, folds, results = _inputs()
+  for k, fold in enumerate(SCORES):
+    for stage in STAGES:
+      results[fold][stage].update(train_fit={"ua": 0.9 + 0.01 * k, "wa": 0.9, "loss": 0.2},
+                                  valid={"loss": 1.0 + k}, best_epoch=k)
+  rep = report.write(str(tmp_path), _config(), corpus, folds, results)
+  fit = rep["summary"]["teacher"]["fit"]
+  assert fit == pytest.approx({"train_ua": 0.91, "train_loss": 0.2, "valid_loss": 2.0,
+                               "best_epoch": 2.0})
+  assert "| teacher | 91.00 | 0.200 | 2.000 | 2.0 |" in (tmp_path / "report.md").read_text()
+  del results["fold_1"]["student_kd"]["train_fit"]  # an older result: no row for that stage
+  rep = report.write(str(tmp_path), _config(), corpus, folds, results)
+  assert "fit" not in rep["summary"]["student_kd"] and "fit" in rep["summary"]["teacher"]
