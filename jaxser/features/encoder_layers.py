@@ -1,9 +1,11 @@
-"""Frozen-encoder features: every Whisper layer's mean over the valid frames of a clip.
+"""Frozen-encoder features: every Whisper layer's mean over the valid frames of a clip, or
+over the frames of each window of a clip (the encoder seeing the whole clip).
 
 A frozen teacher needs the encoder once per utterance, not once per epoch and fold, so
-`pooled_layers` runs it in batches and caches each clip's [L + 1, D] array on disk as
+`pooled_layers` / `window_layers` run it in batches and cache each clip's array on disk as
 `<cache_dir>/<key[:2]>/<key>.npy`, key = sha256 of the encoder's weights, the padding
-mode and the float32 waveform bytes (files written to a temporary name, then renamed).
+mode, the windows and the float32 waveform bytes (files written to a temporary name, then
+renamed).
 """
 
 from __future__ import annotations
@@ -33,15 +35,25 @@ def _encoder(checkpoint: str):
     digest.update(np.asarray(leaf).tobytes())
   model = whisper.WhisperEncoder(config)
 
-  @functools.partial(jax.jit, static_argnums=3)
-  def run(p, mel, frames, attend_all):
+  @functools.partial(jax.jit, static_argnums=4)
+  def run(p, mel, frames, weights, attend_all):
+    """[B, W, L + 1, D]: hidden states averaged with `weights` [B, W, T'] (rows sum to 1)."""
     out = model.apply({"params": p}, mel, None if attend_all else frames)
-    valid = jnp.arange(mel.shape[1] // 2)[None, :] < whisper.encoder_frames(frames)[:, None]
-    w = valid[:, None, :, None] / jnp.sum(valid, axis=1)[:, None, None, None]
-    return jnp.sum(jnp.stack(out["hidden_states"], axis=1) * w, axis=2)
+    return jnp.einsum("bwt,bltd->bwld", weights, jnp.stack(out["hidden_states"], axis=1))
 
   device_params = jax.tree.map(jnp.asarray, params)  # an argument, not baked into the HLO
   return functools.partial(run, device_params), digest.hexdigest()
+
+
+def _frame_weights(windows, encoder_frames: int, valid: int) -> np.ndarray:
+  """[W, T'] averaging weights of each (start, length) sample window over encoder frames
+  (20 ms, 320 samples each), clipped to the clip's `valid` frames; at least one frame."""
+  out = np.zeros((len(windows), encoder_frames), np.float32)
+  for w, (start, length) in enumerate(windows):
+    first = min(int(start) // (2 * whisper_mel.HOP), valid - 1)
+    last = min(max(first + 1, (int(start) + int(length)) // (2 * whisper_mel.HOP)), valid)
+    out[w, first:last] = 1.0 / (last - first)
+  return out
 
 
 def pooled_layers(waves: Sequence[np.ndarray], checkpoint: str, pad_to_30s: bool = True,
@@ -52,13 +64,33 @@ def pooled_layers(waves: Sequence[np.ndarray], checkpoint: str, pad_to_30s: bool
   attending to all 1500); otherwise the clip alone, its positions sliced. Means cover the
   clip's own frames either way.
   """
+  whole = [[(0, 1 << 40)] for _ in waves]  # every valid frame, as before windows existed
+  return np.stack([m[0] for m in _window_means(waves, whole, checkpoint, pad_to_30s, cache_dir,
+                                               batch_size, "whisper-layers")])
+
+
+def window_layers(waves: Sequence[np.ndarray], windows: Sequence[Sequence[tuple[int, int]]],
+                  checkpoint: str, pad_to_30s: bool = True, cache_dir: str | None = None,
+                  batch_size: int = 8) -> list[np.ndarray]:
+  """Per clip, [W, L + 1, D] float32: the encoder run once on the whole clip, every hidden
+  state averaged over the frames of each of the clip's `windows` ((start, length) in
+  samples): a window's features in the context of its clip."""
+  return _window_means(waves, windows, checkpoint, pad_to_30s, cache_dir, batch_size,
+                       "whisper-window-layers")
+
+
+def _window_means(waves, windows, checkpoint, pad_to_30s, cache_dir, batch_size, kind):
   run, digest = _encoder(checkpoint)
-  tag = f"whisper-layers|{digest}|pad30={bool(pad_to_30s)}|".encode()
-  keys = [hashlib.sha256(tag + np.ascontiguousarray(w, np.float32).tobytes()).hexdigest()
-          for w in waves]
+  tag = f"{kind}|{digest}|pad30={bool(pad_to_30s)}|".encode()
+  # Whole-clip means keep their keys of before windows existed (cached files stay valid).
+  spans = [b"" if kind == "whisper-layers" else repr([tuple(map(int, x)) for x in ws]).encode()
+           for ws in windows]
+  keys = [hashlib.sha256(tag + span + np.ascontiguousarray(w, np.float32).tobytes()).hexdigest()
+          for w, span in zip(waves, spans)]
   paths = [os.path.join(cache_dir, k[:2], k + ".npy") if cache_dir else None for k in keys]
   out = [np.load(p) if p and os.path.exists(p) else None for p in paths]
   todo = [i for i, o in enumerate(out) if o is None]
+  most = max((len(ws) for ws in windows), default=1)
   for start in tqdm(range(0, len(todo), batch_size), desc="Whisper encoder layers",
                     disable=not todo, leave=False):
     rows = todo[start:start + batch_size]
@@ -68,13 +100,18 @@ def pooled_layers(waves: Sequence[np.ndarray], checkpoint: str, pad_to_30s: bool
     # Full batches (blank rows at the end) keep one compilation per clip length.
     batch = np.zeros((batch_size, width, mels[0].shape[1]), np.float32)
     frames = np.full(batch_size, width, np.int32)
+    weights = np.zeros((batch_size, most, width // 2), np.float32)
+    weights[:, :, 0] = 1.0  # blank rows and windows: any valid average
     for j, (i, m) in enumerate(zip(rows, mels)):
       batch[j, :len(m)] = m
       frames[j] = max(min(len(waves[i]) // whisper_mel.HOP, len(m)), 1)
-    means = np.asarray(run(jnp.asarray(batch), jnp.asarray(frames), pad_to_30s))
+      valid = int(whisper.encoder_frames(frames[j]))
+      weights[j, :len(windows[i])] = _frame_weights(windows[i], width // 2, valid)
+    means = np.asarray(run(jnp.asarray(batch), jnp.asarray(frames), jnp.asarray(weights),
+                           pad_to_30s))
     for j, i in enumerate(rows):
-      out[i] = means[j]
+      out[i] = means[j, :len(windows[i])]
       if paths[i]:
         with io_utils.atomic_path(paths[i]) as tmp, open(tmp, "wb") as f:
-          np.save(f, means[j])
-  return np.stack(out).astype(np.float32)
+          np.save(f, out[i] if kind != "whisper-layers" else out[i][0])
+  return [np.asarray(o, np.float32).reshape((-1,) + np.shape(o)[-2:]) for o in out]
