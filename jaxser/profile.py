@@ -89,14 +89,17 @@ def measure(model, variables, x, length, repeats: int = 100) -> dict:
 def feature_ms(input_cfg, sample_rate: int, clips: int = 100) -> float | None:
   """Mean host time (ms) per clip to build a stage's input from raw audio, as training does
   (`inputs.build_inputs`, no eGeMAPS disk cache), over `clips` random clips of the stage's
-  `max_seconds` (1 s if unset); None for inputs that are not audio (tokens)."""
+  `max_seconds` (1 s if unset), or of one segment for a segmented input (the time per
+  example); None for inputs that are not audio (tokens)."""
   import ml_collections
   from jaxser.data import inputs
   from jaxser.data.corpus import Corpus, Utterance
   if input_cfg["kind"] == "tokens":
     return None
-  cfg = ml_collections.ConfigDict({**to_dict(input_cfg), "cache_dir": None})
-  n = int(round(cfg.get("max_seconds", 1.0) * sample_rate))
+  spec = {**to_dict(input_cfg), "cache_dir": None}
+  seconds = spec.pop("segment", None) and input_cfg.segment.seconds
+  cfg = ml_collections.ConfigDict(spec)
+  n = int(round((seconds or cfg.get("max_seconds", 1.0)) * sample_rate))
   rng = np.random.default_rng(0)
 
   def build(count):

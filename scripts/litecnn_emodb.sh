@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# LiteCNN KD on EmoDB, leave-one-speaker-out over the 10 speakers: the eGeMAPS MLP teacher,
-# the LiteCNN student alone and the KD student, then the report (results/litecnn_kd_emodb).
+# LiteCNN KD on EmoDB, leave-one-speaker-out over the 10 speakers: the frozen-Whisper and
+# ComParE teachers on 1 s windows, the LiteCNN student alone and with KD from each teacher,
+# then the report (results/litecnn_kd_emodb).
 #
 #   scripts/litecnn_emodb.sh [--config.<key>=<value> ...]
 #

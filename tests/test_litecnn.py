@@ -361,7 +361,7 @@ def test_cremad_config_end_to_end_with_a_tiny_hf_teacher(tmp_path, monkeypatch):
     c.stages[s].model.update(dict(stem_features=4, block_features=(4, 8, 8), hidden=8,
                                   pool_length=8))
   c.report.latency_repeats = 3
-  rep = train.run(c, str(tmp_path / "run"))
+  rep = train.run(c, str(tmp_path / "run"), skip_bad_files=True)  # the fixture's broken clips
 
   assert loads == [True]  # the teacher stage started from the checkpoint, once
   p = rep["protocol"]
@@ -369,7 +369,7 @@ def test_cremad_config_end_to_end_with_a_tiny_hf_teacher(tmp_path, monkeypatch):
   # A stratified random split draws test clips from several actors: the report lists them.
   assert len(p["test_speakers"]) == 1 and len(p["test_speakers"][0]) > 1
   assert p["normalization"] == {s: "none" for s in ("teacher", "student_alone", "student_kd")}
-  assert p["refit"] is False and p["transductive"] is False
+  assert p["refit"] == [] and p["transductive"] is False
   assert rep["summary"]["teacher"]["params"] == sum(p.numel() for p in tm.parameters())
   eff = rep["efficiency"]
   assert eff["student_kd"]["input_shape"] == [16000]
@@ -385,7 +385,8 @@ def test_cremad_config_end_to_end_with_a_tiny_hf_teacher(tmp_path, monkeypatch):
 
 def test_emodb_config_end_to_end_on_a_tiny_subset(tmp_path):
   import fixtures
-  from jaxser import train
+  from jaxser import io_utils, train
+  from jaxser.data import teacher_cache
   from tiny_config import load_config
   c = load_config("litecnn_kd_emodb")
   assert c.corpus.manual_dir == os.path.normpath(os.path.join(ROOT, "..", "shared", "data",
@@ -393,24 +394,41 @@ def test_emodb_config_end_to_end_on_a_tiny_subset(tmp_path):
   root, _ = fixtures.make_emodb(tmp_path / "emodb")
   c.corpus.manual_dir = root
   c.protocol.max_folds = 1
-  c.train.update(dict(epochs=2, batch_size=2, eval_batch_size=4))
-  c.stages.teacher.train.epochs = 2
-  c.stages.teacher.model.hidden = (8,)
-  for s in ("student_alone", "student_kd"):
-    c.stages[s].model.update(dict(stem_features=4, block_features=(4, 8, 8), hidden=8,
-                                  pool_length=8))
+  # Batch 1: with two validation speakers one training clip is left, one window per epoch.
+  c.train.update(dict(epochs=2, batch_size=1, eval_batch_size=4))
+  # 0.1 s windows of the 0.2-0.4 s fixture clips; the real Whisper-base teacher, on-disk caches
+  # in the run directory.
+  for s in ("teacher", "teacher_window", "teacher_compare"):
+    c.stages[s].train.epochs = 2
+    c.stages[s].input.cache_dir = str(tmp_path / "features")
+    c.stages[s].input.segment.update(dict(seconds=0.1, hop=0.05, eval_hop=0.1))
+  c.stages.teacher.input.pad_to_30s = False  # the clip's own frames: a fast test
+  for s in ("student_alone", "student_kd", "student_kd_compare"):
+    c.stages[s].input.segment.update(dict(seconds=0.1, hop=0.05, eval_hop=0.1))
+    c.stages[s].model.update(dict(stem_features=4, stem_kernel=8, block_features=(4, 8, 8),
+                                  hidden=8, pool_length=8))
   c.report.latency_repeats = 3
   rep = train.run(c, str(tmp_path / "run"))
   p = rep["protocol"]
   assert (p["name"], p["label"], p["folds"]) == ("leave_one_speaker_out", "speaker-independent", 1)
   assert len(p["test_speakers"][0]) == 1  # one held-out speaker per fold
+  assert len(p["valid_speakers"][0]) == 2
   assert not set(p["test_speakers"][0]) & set(p["valid_speakers"][0])
-  assert p["refit"] is False and p["transductive"] is False
+  assert p["refit"] == ["teacher", "teacher_window", "teacher_compare"]
+  assert p["transductive"] is False
   assert len(rep["corpus"]["classes"]) == 7
-  assert rep["efficiency"]["student_alone"]["input_shape"] == [16000]
-  assert rep["efficiency"]["teacher"]["input_shape"] == [88]
-  # The eGeMAPS teacher's feature time (opensmile) counts in its total; waveform in: ~nothing.
-  teacher, student = rep["efficiency"]["teacher"], rep["efficiency"]["student_alone"]
+  eff = rep["efficiency"]
+  assert eff["student_alone"]["input_shape"] == [1600]  # one 0.1 s window
+  assert eff["teacher"]["input_shape"] == [7 * 512]  # Whisper-base: 7 layer means
+  assert eff["teacher_window"]["input_shape"] == [7 * 512]
+  assert eff["teacher_compare"]["input_shape"] == [6373]
+  # The teachers' feature time (Whisper encoder, opensmile) counts in their totals.
+  teacher, student = eff["teacher"], eff["student_alone"]
   assert teacher["feature_ms"] > student["feature_ms"] >= 0.0
   assert teacher["total_ms"] == pytest.approx(teacher["feature_ms"] + teacher["latency_ms"])
+  # The KD student's training examples are windows, each with the teacher's logits for it.
+  kd = io_utils.read_json(tmp_path / "run" / "fold_0" / "student_kd" / "result.json")
+  cache = teacher_cache.read(str(tmp_path / "run" / "fold_0" / "cache" / "teacher"))
+  assert all("/seg" in i or "/eval" in i for i in cache.ids.tolist())
+  assert kd["predictions"]["ids"] and all("/" not in i for i in kd["predictions"]["ids"])
   assert rep["compare"][0]["folds"] == 1
