@@ -30,7 +30,9 @@ class StageCheckpoints:
     if distributed.is_main():  # the others wait below, then open what it left
       self._check_hash(stage_hash, discard)
     distributed.barrier(f"checkpoints {directory}")  # the path as given: the same everywhere
-    opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+    # cleanup_tmp_directories: a save cut short by a kill leaves a temporary step folder,
+    # deleted here (one process per fold: jaxser.locks).
+    opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, cleanup_tmp_directories=True,
                                         enable_async_checkpointing=False)
     self._latest = ocp.CheckpointManager(os.path.join(self.directory, "latest"), options=opts)
     self._best = ocp.CheckpointManager(os.path.join(self.directory, "best"), options=opts)
@@ -52,9 +54,15 @@ class StageCheckpoints:
       io_utils.write_text(marker, stage_hash)
 
   def _save(self, manager, step: int, state, meta: dict):
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               meta=ocp.args.JsonSave(meta)), force=True)
-    manager.wait_until_finished()
+    if step in manager.all_steps():
+      # A run killed after saving `best` and before `latest` repeats that epoch on resume
+      # and arrives at the same step: the saved one is of the same epoch, and Orbax will not
+      # overwrite a step (force=True notwithstanding), so it stays.
+      return
+    with io_utils.on_full_disk(str(manager.directory)):
+      manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                 meta=ocp.args.JsonSave(meta)), force=True)
+      manager.wait_until_finished()
 
   def save_latest(self, step: int, state, meta: dict):
     self._save(self._latest, step, state, meta)

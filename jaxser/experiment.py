@@ -17,17 +17,26 @@ import ml_collections
 import numpy as np
 from clu import metric_writers
 
-from jaxser import distributed, io_utils, sharding, trainer
+from jaxser import distributed, io_utils, pretrained, sharding, trainer
 from jaxser.checkpoints import StageCheckpoints
 from jaxser.data import normalization, teacher_cache
 from jaxser.data.augment import NoiseAugment
-from jaxser.data.inputs import InputArrays, build_inputs
+from jaxser.data.inputs import KINDS, InputArrays, build_inputs
 from jaxser.data.pipeline import Pipeline
 from jaxser.data.spec_augment import SpecAugment
 from jaxser.errors import UserError
+from jaxser.features import noise as noise_lib
+from jaxser.features import whisper_mel
 from jaxser.methods import common
 from jaxser.models.registry import build_model
 from jaxser.config_utils import config_hash, to_dict
+
+
+# Input kinds with [frames, features] examples, the ones `spec_augment` can mask.
+FRAME_KINDS = ("logfbank", "egemaps_lld", "whisper_logmel")
+# Steps per epoch the optimizer is built with to check its settings before the folds are
+# known: enough that a schedule of one epoch has steps left to decay over.
+_CHECK_STEPS_PER_EPOCH = 100
 
 
 def param_count(tree) -> int:
@@ -97,6 +106,91 @@ class Experiment:
         raise UserError(f"config.stages.{name}.loss={config.stages[name].loss!r} is not a loss "
                         f"of method {config.method!r} ({method.__file__})")
       self._check_normalization(name)
+      self._check_stage(name)
+
+  def _check_stage(self, name) -> None:
+    """Refuses now what would otherwise fail only when stage `name` starts, after the stages
+    before it trained: its input kind, model, pretrained checkpoints, init_from, optimizer,
+    batch sizes, KD teacher, noise (folders included) and spec_augment."""
+    stage, where = self.config.stages[name], f"config.stages.{name}"
+    kind = stage.input.kind
+    if kind not in KINDS:
+      raise UserError(f"{where}.input.kind={kind!r} is unknown; choose one of {sorted(KINDS)}")
+    if kind.startswith("whisper") and self.corpus.sample_rate != whisper_mel.SAMPLE_RATE:
+      raise UserError(f"{where}.input.kind={kind!r} needs 16 kHz audio; set config.corpus."
+                      f"sample_rate=16000 (now {self.corpus.sample_rate})")
+    teacher = (stage.get("loss_cfg") or {}).get("teacher")
+    if isinstance(teacher, str) and teacher not in stage.get("teachers", ()):
+      raise UserError(f"{where}.loss_cfg.teacher={teacher!r} is not one of {where}.teachers "
+                      f"{tuple(stage.get('teachers', ()))}, so its outputs would not be cached")
+    try:
+      if "train" in self.config:  # (an Experiment made only to build inputs may have none)
+        tcfg = self.stage_train_cfg(name)
+        if self.mesh is not None:
+          sharding.check_batch_size(tcfg.batch_size, self.mesh,
+                                    f"config.train.batch_size ({name})")
+          sharding.check_batch_size(tcfg.eval_batch_size, self.mesh,
+                                    f"config.train.eval_batch_size ({name})")
+        trainer.make_optimizer(tcfg, _CHECK_STEPS_PER_EPOCH)
+      model = build_model(stage.model, self.corpus.num_classes)
+    except UserError:
+      raise
+    except ValueError as e:
+      raise UserError(f"{where}: {e}") from e
+    for part in ("model", "input"):  # a pretrained checkpoint: there, or in the local cache
+      if stage[part].get("checkpoint"):
+        try:
+          pretrained.resolve_directory(stage[part].checkpoint)
+        except FileNotFoundError as e:
+          raise UserError(f"{where}.{part}.checkpoint: {e}") from e
+    if stage.get("init_from"):
+      self._check_init_from(name, model)
+    if stage.get("noise"):
+      if stage.get("spec_augment"):
+        raise UserError(f"{where}: `noise` (waveforms) and `spec_augment` (features) cannot both "
+                        "apply to one input; keep one")
+      self._check_noise(name, stage.noise, f"{where}.noise")
+    if stage.get("spec_augment") and kind not in FRAME_KINDS:
+      raise UserError(f"{where}.spec_augment masks [frames, features] inputs, but input kind "
+                      f"{kind!r} gives none; use it with one of {FRAME_KINDS}")
+    if self.config.get("eval_noise") and kind == "waveform":  # the grid skips other kinds
+      self._check_noise(name, self.config.eval_noise, "config.eval_noise")
+
+  def _check_init_from(self, name, model) -> None:
+    """`stages.<name>.init_from`: a model that can start from a teacher, and (encoders) one
+    teacher layer for each of its layers, each a layer the teacher has."""
+    spec, where = self.config.stages[name].init_from, f"config.stages.{name}.init_from"
+    if not hasattr(model, "init_from_teacher"):
+      raise UserError(f"{where}: model {self.config.stages[name].model.name!r} cannot start "
+                      "from a teacher")
+    teacher = build_model(self.config.stages[spec.stage].model, self.corpus.num_classes)
+    if not (hasattr(model, "encoder_config") and hasattr(teacher, "encoder_config")):
+      return
+    layers = tuple(spec.get("layers", ()))
+    ours, theirs = (m.encoder_config().num_hidden_layers for m in (model, teacher))
+    if len(layers) != ours:
+      raise UserError(f"{where}.layers={layers}: {len(layers)} teacher layers for a student of "
+                      f"{ours} layers; give one teacher layer per layer")
+    if not all(1 <= k <= theirs for k in layers):
+      raise UserError(f"{where}.layers={layers}: teacher {spec.stage!r} has layers 1-{theirs}")
+
+  def _check_noise(self, name, cfg, where) -> None:
+    """A noise setting (`where`) for stage `name`: a waveform stage, SNRs given, the folder of
+    recordings there (not read yet) and every type on offer."""
+    kind = self.config.stages[name].input.kind
+    if kind != "waveform":
+      raise UserError(f"{where} adds noise to waveforms, but stage {name!r} has input kind "
+                      f"{kind!r}")
+    if not tuple(cfg.get("snr_db", ())):
+      raise UserError(f"{where}.snr_db is empty; give at least one SNR in dB")
+    try:
+      files = noise_lib.recording_files(cfg.dir) if cfg.get("dir") else {}
+    except (FileNotFoundError, ValueError) as e:
+      raise UserError(f"{where}.dir: {e}") from e
+    offered = sorted(set(files) | set(noise_lib.GENERATORS) | {"babble"})
+    unknown = [t for t in cfg.get("types", ()) if t not in offered]
+    if unknown:
+      raise UserError(f"{where}.types {unknown} are unknown; on offer: {offered}")
 
   def _check_normalization(self, name) -> None:
     """Refuses `input.normalization` with waveform noise: noise is mixed into the clips after
@@ -223,6 +317,16 @@ class Experiment:
   def _weights_needed_later(self, name) -> bool:
     return any(self._init_source(s) == name for s in self.config.stage_order)
 
+  def _cache_ready(self, name, path, meta) -> bool:
+    """Whether stage `name`'s cache at `path` holds all later stages read from it: current
+    outputs, and its weights when a stage starts from them (`init_from`). A cache written
+    when only outputs were asked for holds none; it is rebuilt then, from the best checkpoint,
+    instead of failing when the stage that wants them starts."""
+    if teacher_cache.read_if_fresh(path, meta) is None:
+      return False
+    return (not self._weights_needed_later(name) or
+            os.path.exists(os.path.join(path, teacher_cache.PARAMS_FILE)))
+
   def _init_variables(self, name, model, fold_dir):
     """`create_state`'s init_variables for a stage with `init_from` (None without)."""
     spec = self.config.stages[name].get("init_from")
@@ -304,8 +408,7 @@ class Experiment:
     if os.path.exists(result_path):
       done = io_utils.read_json(result_path)
       done = done if done.get("hash") == digest else None
-    if done and (not self._needed_later(name) or
-                 teacher_cache.read_if_fresh(cache_path, cache_meta)):
+    if done and (not self._needed_later(name) or self._cache_ready(name, cache_path, cache_meta)):
       _say(f"{fold.name} {name}: done earlier, UA {done['test']['ua']:.3f}")
       return done
 

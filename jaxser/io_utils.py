@@ -1,27 +1,95 @@
-"""Atomic file writes: write to a temporary name in the same directory, then rename."""
+"""Atomic file writes: write to a temporary name in the same directory, then rename.
+
+A write that finds the disk full (or the quota spent) fails with a UserError naming the
+path and the space left, not an OSError from deep inside a library.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
+
+from jaxser.errors import UserError
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _free_mb(path: str) -> str:
+  """Free space on the disk of `path` (its nearest existing parent), for error messages."""
+  path = os.path.abspath(path)
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  try:
+    return f"{shutil.disk_usage(path).free / 2**20:.0f} MB free"
+  except OSError:
+    return "free space unknown"
+
+
+def disk_full(e: BaseException) -> bool:
+  """Whether `e`, or an exception it was raised from, is a full disk or spent quota."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in _FULL:
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+def disk_full_error(path: str, e: BaseException) -> UserError:
+  return UserError(f"no space left on the disk of {path} while writing it ({_free_mb(path)}): "
+                   f"{e}; free some space there, or move it (e.g. --workdir) to a disk with more")
+
+
+@contextlib.contextmanager
+def on_full_disk(path: str):
+  """Turns a full-disk error inside the block into a UserError naming `path`."""
+  try:
+    yield
+  except UserError:
+    raise
+  except Exception as e:
+    if disk_full(e):
+      raise disk_full_error(path, e) from e
+    raise
+
+
+def check_writable(directory: str, what: str) -> None:
+  """Writes and deletes a small file in `directory`; UserError naming `what` when that fails
+  (no permission, read-only or full disk), so a run fails before it trains, not after."""
+  try:
+    fd, tmp = tempfile.mkstemp(prefix=".write_test.", dir=directory)
+    try:
+      os.write(fd, b"\0" * 4096)
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+      os.remove(tmp)
+  except OSError as e:
+    why = f"no space left ({_free_mb(directory)})" if e.errno in _FULL else e.strerror
+    raise UserError(f"{what} {directory} cannot be written: {why}; choose another, or fix "
+                    "its permissions or free space") from e
 
 
 @contextlib.contextmanager
 def atomic_path(path: str):
   """Yields a temporary path; on success it replaces `path` in one rename."""
   directory = os.path.dirname(os.path.abspath(path)) or "."
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                             dir=directory)
-  os.close(fd)
+  tmp = None
   try:
-    yield tmp
-    os.replace(tmp, path)
+    with on_full_disk(path):
+      os.makedirs(directory, exist_ok=True)
+      fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                                 dir=directory)
+      os.close(fd)
+      yield tmp
+      os.replace(tmp, path)
   finally:
-    if os.path.exists(tmp):
+    if tmp is not None and os.path.exists(tmp):
       os.remove(tmp)
 
 
@@ -39,21 +107,39 @@ def read_json(path: str):
     return json.load(f)
 
 
+def _stale_temporaries(path: str) -> list[str]:
+  """Temporary siblings of `path` that `atomic_dir` made and a killed process left."""
+  parent, name = os.path.split(os.path.abspath(path))
+  if not os.path.isdir(parent):
+    return []
+  return [os.path.join(parent, n) for n in os.listdir(parent)
+          if n.startswith("." + name + ".") and (n.endswith(".tmp") or n.endswith(".tmp.old"))]
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str):
-  """Yields a temporary directory that replaces directory `path` when the block succeeds."""
+def atomic_dir(path: str, clean_stale: bool = False):
+  """Yields a temporary directory that replaces directory `path` when the block succeeds.
+
+  `clean_stale`: first delete temporaries of `path` left by a killed process (a teacher cache
+  can be gigabytes); only for a caller that alone writes `path` (e.g. under a fold lock).
+  """
   parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+  tmp = None
   try:
-    yield tmp
-    old = None
-    if os.path.exists(path):
-      old = tmp + ".old"
-      os.replace(path, old)
-    os.replace(tmp, path)
-    if old:
-      shutil.rmtree(old)
+    with on_full_disk(path):
+      for stale in _stale_temporaries(path) if clean_stale else ():
+        shutil.rmtree(stale, ignore_errors=True)
+      os.makedirs(parent, exist_ok=True)
+      tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                             dir=parent)
+      yield tmp
+      old = None
+      if os.path.exists(path):
+        old = tmp + ".old"
+        os.replace(path, old)
+      os.replace(tmp, path)
+      if old:
+        shutil.rmtree(old)
   finally:
-    if os.path.exists(tmp):
+    if tmp is not None and os.path.exists(tmp):
       shutil.rmtree(tmp)

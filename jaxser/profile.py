@@ -16,8 +16,6 @@ filterbanks, eGeMAPS through opensmile), the mean over `repeats` random clips.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import os
 import statistics
@@ -171,16 +169,8 @@ def example_input(input_cfg, sample_rate: int = 16000) -> tuple[jax.Array, jax.A
 
 def corpus_num_classes(corpus_cfg) -> int:
   """Number of classes of the configured corpus, from its class list (no audio is read)."""
-  name = corpus_cfg["name"]
-  if name == "synthetic":
-    from jaxser.data import synthetic
-    return len(synthetic.CLASS_NAMES)
-  from jaxser.data.registry import SCANNERS
-  module = importlib.import_module(SCANNERS[name])
-  if hasattr(module, "CLASS_LISTS"):  # a corpus with selectable class lists (IEMOCAP)
-    default = inspect.signature(module.scan).parameters["classes"].default
-    return len(module.CLASS_LISTS[corpus_cfg.get("classes", default)])
-  return len(module.CLASS_NAMES)
+  from jaxser.data.registry import class_names
+  return len(class_names(corpus_cfg))
 
 
 def format_table(rows) -> str:

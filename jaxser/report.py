@@ -221,7 +221,8 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
       "name": config.name, "method": config.method, "protocol": protocol,
       "corpus": {"name": corpus.name, "utterances": len(corpus.utterances),
                  "speakers": len(corpus.speakers), "classes": list(corpus.class_names),
-                 "class_counts": corpus.class_counts(), "skipped": dict(corpus.skipped)},
+                 "class_counts": corpus.class_counts(), "skipped": dict(corpus.skipped),
+                 **_bad_files(config, corpus)},
       "stages": stages, "summary": summary, "per_fold": per_fold,
       "compare": [paired_differences(results, folds, a, b) for a, b in pairs],
       "efficiency": efficiency_section(config, efficiency) if efficiency else {},
@@ -232,6 +233,30 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
   stem = os.path.join(workdir, file_stem(config))
   io_utils.write_json(stem + ".json", rep)
   io_utils.write_text(stem + ".md", markdown(rep))
+  return rep
+
+
+def _bad_files(config, corpus) -> dict:
+  """{"bad_files": {file under corpus.manual_dir: reason}} for the unusable audio files a run
+  left out (--skip_bad_files); {} when there were none, as in reports from before."""
+  if not corpus.bad_files:
+    return {}
+  root = os.path.expanduser(str(config.corpus.get("manual_dir") or "/"))
+  return {"bad_files": {os.path.relpath(p, root): r for p, r in sorted(corpus.bad_files.items())}}
+
+
+# Report fields that measure time, which no two runs share; everything else is determined by
+# the config, the corpus and the seed (scripts/kill_resume.py, tests/test_robustness.py).
+TIMING_KEYS = frozenset({"seconds", "train_seconds", "latency_ms", "feature_ms", "total_ms",
+                         "latency_ratio"})
+
+
+def without_timing(rep):
+  """`rep` (a report, or any part of one) without its TIMING_KEYS fields, at every depth."""
+  if isinstance(rep, dict):
+    return {k: without_timing(v) for k, v in rep.items() if k not in TIMING_KEYS}
+  if isinstance(rep, list):
+    return [without_timing(v) for v in rep]
   return rep
 
 
@@ -373,6 +398,8 @@ def markdown(rep) -> str:
       f"classes {', '.join(f'{k} ({v})' for k, v in c['class_counts'].items())}",
       "- Skipped utterances: " + (", ".join(f"{k}: {v}" for k, v in c["skipped"].items())
                                   or "none"),
+      *(["- Unusable audio files left out (--skip_bad_files): " + ", ".join(
+          f"{k} ({v})" for k, v in c["bad_files"].items())] if c.get("bad_files") else []),
       f"- Protocol: **{rep['protocol']['name']}**, {rep['protocol']['folds']} folds, "
       f"**{rep['protocol']['label']}**",
       f"- Time: {rep['train_seconds'] / 3600:.2f} h in training epochs, summed over stages and "

@@ -8,6 +8,11 @@ ids and, when a later stage distils from it, writes its outputs for every id
 of the fold to the teacher cache. Re-running the same command resumes: finished
 stages are skipped, an interrupted one continues from its latest checkpoint.
 
+Everything a run needs is checked before the first epoch: the config (every stage's
+model, input, optimizer, noise folders), the run directory (writable; no other process on
+the same folds: see jaxser.locks) and the corpus (an unusable audio file stops the run,
+naming it, unless --skip_bad_files leaves such files out).
+
 The same command runs on several processes (one per host, or several on one machine)
 with --coordinator_address, --num_processes and --process_id (or --distributed alone
 on a TPU pod or under SLURM); every process needs the same --workdir on a shared disk.
@@ -41,6 +46,10 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: resolved config, TensorBoard logs, per-fold checkpoints "
     "and teacher caches, report.{json,md} (config.report.file names them). Default: "
     "runs/<config.name>. Re-using it resumes.")
+_SKIP_BAD_FILES = flags.DEFINE_bool(
+    "skip_bad_files", False, "Leave out the corpus's unusable audio files (empty, unreadable, "
+    "cut short, NaN samples, silent, too short), naming each and counting them in the report. "
+    "Without it such a file stops the run before training, named in the error.")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "Several processes as one run (jax.distributed): host:port "
     "of process 0, which every process connects to, e.g. localhost:12355 on one machine or "
@@ -78,12 +87,17 @@ def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
   from jaxser.config_utils import to_dict
   from jaxser.errors import UserError
   parent = os.path.dirname(os.path.abspath(workdir))
-  if make_parents:  # the default runs/<name>: nothing the user typed can be mistyped
-    os.makedirs(parent, exist_ok=True)
-  if not os.path.isdir(parent):
-    raise UserError(f"--workdir {workdir}: parent directory {parent} does not exist; "
-                            "create it first or choose another --workdir")
-  os.makedirs(workdir, exist_ok=True)
+  try:
+    if make_parents:  # the default runs/<name>: nothing the user typed can be mistyped
+      os.makedirs(parent, exist_ok=True)
+    if not os.path.isdir(parent):
+      raise UserError(f"--workdir {workdir}: parent directory {parent} does not exist; "
+                      "create it first or choose another --workdir")
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"--workdir {workdir} cannot be created ({e.strerror}); choose another "
+                    "--workdir or fix the permissions of its parent") from e
+  io_utils.check_writable(workdir, "--workdir")
   path = os.path.join(workdir, "config.json")
   resolved = to_dict(config)
   if os.path.exists(path):
@@ -146,11 +160,12 @@ def parse_folds(spec: str | None, num_folds: int) -> list[int] | None:
 
 
 def run(config, workdir: str, folds_to_run: str | None = None,
-        make_parents: bool = False) -> dict | None:
+        make_parents: bool = False, skip_bad_files: bool = False) -> dict | None:
   """Runs every fold (or those of `folds_to_run`, a --folds value) and stage of `config`
   under `workdir` (its parents made when `make_parents`) and writes the report; returns it
-  (None on processes other than 0, which write nothing)."""
-  from jaxser import distributed, experiment, profile, report, sharding
+  (None on processes other than 0, which write nothing). `skip_bad_files` leaves out the
+  corpus's unusable audio files instead of stopping on them."""
+  from jaxser import distributed, experiment, locks, profile, report, sharding
   from jaxser.data import folds as folds_lib
   from jaxser.data.registry import load_corpus
 
@@ -158,7 +173,7 @@ def run(config, workdir: str, folds_to_run: str | None = None,
   prepare_workdir(workdir, config, make_parents)
   start = time.time()
   mesh = sharding.make_mesh()
-  corpus = load_corpus(config.corpus)
+  corpus = load_corpus(config.corpus, skip_bad_files=skip_bad_files)
   check_corpus(workdir, corpus)
   protocol = dict(config.protocol)
   name, max_folds = protocol.pop("name"), protocol.pop("max_folds", 0)
@@ -167,24 +182,25 @@ def run(config, workdir: str, folds_to_run: str | None = None,
     folds = folds[:max_folds]
   picked = parse_folds(folds_to_run, len(folds))
   method = importlib.import_module(f"jaxser.methods.{config.method}")
-  runner = experiment.Experiment(config, corpus, method, mesh, workdir)
-  results = {}
-  for k, fold in enumerate(folds):
-    if picked is not None and k not in picked:
-      continue
-    results[fold.name] = {}
-    for stage in config.stage_order:
-      results[fold.name][stage] = runner.run_stage(stage, fold, k)
-  seconds = time.time() - start
-  if not distributed.is_main():  # process 0 measures and writes the report
-    return None
-  repeats = report.latency_repeats(config)
-  efficiency = (profile.efficiency(config, corpus.num_classes,
-                                   {s: runner.inputs(s) for s in config.stage_order}, repeats)
-                if repeats else None)
-  folds = [f for f in folds if f.name in results]
-  rep = report.write(workdir, config, corpus, folds, results, seconds=seconds,
-                     efficiency=efficiency)
+  runner = experiment.Experiment(config, corpus, method, mesh, workdir)  # checks every stage
+  mine = {k: f for k, f in enumerate(folds) if picked is None or k in picked}
+  # Process 0 alone locks: the others of a multi-process run work on the same folds with it.
+  with locks.fold_locks(workdir, [f.name for f in mine.values()],
+                        enabled=distributed.is_main()):
+    results = {}
+    for k, fold in mine.items():
+      results[fold.name] = {}
+      for stage in config.stage_order:
+        results[fold.name][stage] = runner.run_stage(stage, fold, k)
+    seconds = time.time() - start
+    if not distributed.is_main():  # process 0 measures and writes the report
+      return None
+    repeats = report.latency_repeats(config)
+    efficiency = (profile.efficiency(config, corpus.num_classes,
+                                     {s: runner.inputs(s) for s in config.stage_order}, repeats)
+                  if repeats else None)
+    rep = report.write(workdir, config, corpus, list(mine.values()), results, seconds=seconds,
+                       efficiency=efficiency)
   print(report.summary(rep))
   return rep
 
@@ -252,7 +268,8 @@ def main(argv):
   try:
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                            _DISTRIBUTED.value)  # before anything touches a device
-    run(config, workdir, _FOLDS.value, make_parents=_WORKDIR.value is None)
+    run(config, workdir, _FOLDS.value, make_parents=_WORKDIR.value is None,
+        skip_bad_files=_SKIP_BAD_FILES.value)
   except (UserError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -42,10 +42,12 @@ def main():
   p.add_argument("--workdir", default=os.path.join(ROOT, "results", "emodistill_emodb"))
   p.add_argument("--config", default=os.path.join(ROOT, "configs", "emodistill_emodb.py"))
   p.add_argument("--folds", default="0")
+  p.add_argument("--skip_bad_files", action="store_true",
+                 help="as the run was made with it (the same corpus, so the same folds)")
   args = p.parse_args()
 
   config = load_config_file(args.config)
-  corpus = load_corpus(config.corpus)
+  corpus = load_corpus(config.corpus, skip_bad_files=args.skip_bad_files)
   protocol = dict(config.protocol)
   name, _ = protocol.pop("name"), protocol.pop("max_folds", 0)
   folds = folds_lib.make_folds(corpus.utterances, name, config.seed, **protocol)

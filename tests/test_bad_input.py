@@ -52,17 +52,26 @@ def test_corrupt_wav_is_named_counted_and_damages_nothing(tmp_path):
   with open(bad, "wb") as f:
     f.write(b"RIFF" + bytes(range(256)) * 4)  # not a WAV any more
 
-  # A new run names the file and the problem, and counts the skip in its report.
-  fresh = _run(str(config_path), str(tmp_path / "fresh"))
+  # A new run stops before training, naming the file, the problem and the flag that skips it.
+  stopped = _run(str(config_path), str(tmp_path / "stopped"))
+  assert stopped.returncode == 2 and "Traceback" not in stopped.stderr
+  err = [l for l in stopped.stderr.splitlines() if l.startswith("error:")]
+  assert len(err) == 1 and f"wav/{name} (unreadable file)" in err[0], stopped.stderr[-2000:]
+  assert "--skip_bad_files" in err[0]
+  assert not os.path.exists(tmp_path / "stopped" / "fold_0")
+
+  # Asked to, a run names the file, leaves it out and counts the skip in its report.
+  fresh = _run(str(config_path), str(tmp_path / "fresh"), "--skip_bad_files")
   assert fresh.returncode == 0, fresh.stderr[-2000:]
-  assert name in fresh.stderr and "cannot be read" in fresh.stderr
+  assert f"emodb: leaving out wav/{name} (unreadable file)" in fresh.stderr
   assert "skipped 1 utterances (unreadable file: 1)" in fresh.stderr
   rep = json.load(open(tmp_path / "fresh" / "report.json"))
   assert rep["corpus"]["skipped"] == {"unreadable file": 1}
+  assert rep["corpus"]["bad_files"] == {f"wav/{name}": "unreadable file"}
   assert rep["corpus"]["utterances"] == 27
 
   # Re-running into the first run's directory is refused; its files are untouched.
-  again = _run(str(config_path), workdir)
+  again = _run(str(config_path), workdir, "--skip_bad_files")
   assert again.returncode == 2
   err = [l for l in again.stderr.splitlines() if l.startswith("error:")]
   assert len(err) == 1 and "another version of corpus 'emodb'" in err[0], again.stderr[-2000:]

@@ -15,6 +15,7 @@ import pytest
 
 import fixtures
 from jaxser.data import cremad, emodb, iemocap, registry
+from jaxser.errors import UserError
 from jaxser.features import audio
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -220,9 +221,11 @@ def test_tfds_path(iemocap_fx, cremad_fx, emodb_fx, tmp_path):
   ]
   data_dir = str(tmp_path / "tfds")
   keys = ("speaker", "label", "session", "dialogue", "turn", "transcript", "gender")
+  # The CREMA-D fixture's broken clips would stop the load (tested below).
+  load = lambda cfg: registry.load_corpus(cfg, skip_bad_files=True)
   for cfg, folder in cases:
-    scanned = registry.load_corpus(cfg)
-    prepared = registry.load_corpus({**cfg, "use_tfds": True, "data_dir": data_dir})
+    scanned = load(cfg)
+    prepared = load({**cfg, "use_tfds": True, "data_dir": data_dir})
     assert os.path.isdir(os.path.join(data_dir, folder, "1.0.0")), folder
     assert [u.id for u in prepared.utterances] == [u.id for u in scanned.utterances]
     assert _fields(prepared, keys) == _fields(scanned, keys)
@@ -236,10 +239,15 @@ def test_tfds_path(iemocap_fx, cremad_fx, emodb_fx, tmp_path):
       np.testing.assert_array_equal(prepared.waveform(u), scanned.waveform(u))
     # A second load reuses the prepared files (the manual copy is no longer read) and still
     # reports what the scan left out.
-    again = registry.load_corpus({**cfg, "manual_dir": str(tmp_path / "gone"), "use_tfds": True,
-                                  "data_dir": data_dir})
+    again = load({**cfg, "manual_dir": str(tmp_path / "gone"), "use_tfds": True,
+                  "data_dir": data_dir})
     assert dict(again.skipped) == dict(scanned.skipped)
     assert len(again.utterances) == len(scanned.utterances)
+    assert again.bad_files == scanned.bad_files
+  # The prepared dataset keeps the names of the files it left out: a load still stops on them.
+  with pytest.raises(UserError, match=r"'cremad': 3 audio file\(s\) .*AudioWAV/1064_TIE_SAD_XX"
+                                      r"\.wav \(unreadable file\).*--skip_bad_files"):
+    registry.load_corpus({**cases[1][0], "use_tfds": True, "data_dir": data_dir})
 
 
 def test_tfds_path_wrong_manual_dir(tmp_path):

@@ -33,6 +33,8 @@ class Corpus:
 
   `skipped` counts dropped utterances by reason ("label xxx", "empty file", ...),
   so that reports can say what was left out instead of losing it silently.
+  `bad_files` names the files among them that cannot be used (path -> reason, one of
+  `features.audio.REASONS`): `registry.load_corpus` stops on them unless told to skip them.
   `waveforms` holds audio by utterance id when it lives in memory (synthetic
   corpus, TFDS-prepared corpora); otherwise audio is read from `Utterance.path`.
   """
@@ -42,6 +44,7 @@ class Corpus:
   sample_rate: int
   utterances: list[Utterance]
   skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+  bad_files: dict[str, str] = dataclasses.field(default_factory=dict)
   waveforms: Optional[dict[str, np.ndarray]] = None
 
   def __post_init__(self):
@@ -78,17 +81,20 @@ class Corpus:
 
 
 def scan_wav_folder(corpus: str, root: str,
-                    parse: Callable[[str, str], Union[dict, str]]) -> tuple[list[Utterance],
-                                                                          collections.Counter]:
-  """Utterances of the .wav files in `root`, in name order, and counts of what was skipped.
+                    parse: Callable[[str, str], Union[dict, str]]
+                    ) -> tuple[list[Utterance], collections.Counter, dict[str, str]]:
+  """Utterances of the .wav files in `root`, in name order, counts of what was skipped, and
+  the files among them that cannot be used (path -> reason).
 
   `parse(stem, path)` gives the Utterance fields from the file name (speaker, label, ...)
-  or, for a file to skip, the reason (str) it is counted under. A file whose audio cannot
-  be read is skipped and counted by the reason; `corpus` names the corpus in warnings.
+  or, for a file to skip, the reason (str) it is counted under. Every file is read whole
+  (`audio.check`: NaN/inf samples, silence and a cut data chunk show only there), so that a
+  bad file is found now, not when features are computed after earlier stages trained; a
+  bad file is counted by its reason and listed, for `registry.load_corpus` to stop on or skip.
   """
   from jaxser.features import audio  # local import: features depend on librosa
-  log = logging.getLogger(__name__)
   skipped: collections.Counter = collections.Counter()
+  bad: dict[str, str] = {}
   utts = []
   for fname in sorted(os.listdir(root)):
     if fname.startswith(".") or not fname.lower().endswith(".wav"):
@@ -99,10 +105,11 @@ def scan_wav_folder(corpus: str, root: str,
       skipped[fields] += 1
       continue
     try:
-      info = audio.probe(path)
+      info = audio.check(path)
     except audio.AudioError as e:
       skipped[e.reason] += 1
-      log.warning("%s: skipping %s", corpus, e)
+      bad[path] = e.reason
+      logging.getLogger(__name__).info("%s: %s", corpus, e)
       continue
     utts.append(Utterance(id=fname[:-4], path=path, duration=info.duration, **fields))
-  return utts, skipped
+  return utts, skipped, bad

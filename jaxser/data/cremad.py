@@ -9,7 +9,8 @@ transcripts below), intensity LO / MD / HI / XX (unspecified). Optional
   0 anger (ANG)  1 disgust (DIS)  2 fear (FEA)  3 happy (HAP)  4 neutral (NEU)  5 sad (SAD)
 
 The release holds a few broken clips (e.g. 1076_MTI_SAD_XX.wav has no audio): files that
-are empty or cannot be read are skipped and counted ("empty file", "unreadable file").
+cannot be used (`features.audio.REASONS`) are counted and listed, and training stops on them
+until they are fixed or `--skip_bad_files` leaves them out (see `registry.load_corpus`).
 CREMA-D has no sessions or dialogues: `session`, `dialogue` are "" and `turn` is -1.
 """
 
@@ -99,8 +100,8 @@ def scan(manual_dir: str, sample_rate: int = 16000,
     return dict(speaker=actor, label=EMOTION_CODES[emo], transcript=SENTENCES[sentence],
                 gender=genders.get(actor, ""))
 
-  utts, skipped = scan_wav_folder("CREMA-D", root, parse)
+  utts, skipped, bad = scan_wav_folder("CREMA-D", root, parse)
   if not utts:
     raise FileNotFoundError(f"CREMA-D: no usable wav files in {root} "
                             f"(skipped: {dict(skipped)}); expected {LAYOUT}")
-  return Corpus(NAME, CLASS_NAMES, int(sample_rate), utts, skipped)
+  return Corpus(NAME, CLASS_NAMES, int(sample_rate), utts, skipped, bad)

@@ -68,8 +68,8 @@ def scan(manual_dir: str, sample_rate: int = 16000) -> Corpus:
     return dict(speaker=spk, label=EMOTION_CODES[emo], transcript=SENTENCES.get(text, ""),
                 gender=GENDER.get(spk, ""))
 
-  utts, skipped = scan_wav_folder("EmoDB", root, parse)
+  utts, skipped, bad = scan_wav_folder("EmoDB", root, parse)
   if not utts:
     raise FileNotFoundError(f"EmoDB: no usable wav files in {root} (skipped: {dict(skipped)}); "
                             f"expected {LAYOUT}")
-  return Corpus(NAME, CLASS_NAMES, int(sample_rate), utts, skipped)
+  return Corpus(NAME, CLASS_NAMES, int(sample_rate), utts, skipped, bad)

@@ -20,7 +20,9 @@ Class lists (`classes=`):
   "6class": 0 neutral  1 happy (hap)  2 angry  3 sad  4 excited (exc)  5 frustrated (fru)
 Every other label (xxx, oth, sur, fea, dis, fru in 4-class) is skipped and counted as
 "label <code>". `subset=` "improvised" / "scripted" / "all" picks dialogues by their
-name (`_impro` / `_script`); the others are counted as "subset: scripted" etc.
+name (`_impro` / `_script`); the others are counted as "subset: scripted" etc. A labelled
+utterance whose wav is missing or cannot be used (`features.audio.REASONS`) is counted and
+listed in `Corpus.bad_files`: training stops on it unless `--skip_bad_files` leaves it out.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ def scan(manual_dir: str, sample_rate: int = 16000, classes: str = "4class",
   if missing:
     log.warning("IEMOCAP: %s lacks %s; scanning the sessions present", root, missing)
   skipped: collections.Counter = collections.Counter()
+  bad: dict[str, str] = {}  # unusable files (path -> reason), for load_corpus to stop on
   utts, no_transcript = [], []
   for session in sessions:
     sdir = os.path.join(root, session)
@@ -160,10 +163,11 @@ def scan(manual_dir: str, sample_rate: int = 16000, classes: str = "4class",
           continue
         path = os.path.join(wav_dir, utt_id + ".wav")
         try:
-          info = audio.probe(path)
+          info = audio.check(path)  # read whole, as `corpus.scan_wav_folder` does
         except audio.AudioError as e:
           skipped[e.reason] += 1
-          log.warning("IEMOCAP: skipping %s", e)
+          bad[path] = e.reason
+          log.info("IEMOCAP: %s", e)
           continue
         if utt_id not in transcripts:
           no_transcript.append(utt_id)
@@ -188,4 +192,4 @@ def scan(manual_dir: str, sample_rate: int = 16000, classes: str = "4class",
     raise FileNotFoundError(f"IEMOCAP: no usable utterances under {root} "
                             f"(skipped: {dict(skipped)}); expected {LAYOUT}")
   utts.sort(key=lambda u: (u.session, u.dialogue, u.turn, u.id))
-  return Corpus(NAME, CLASS_LISTS[classes], int(sample_rate), utts, skipped)
+  return Corpus(NAME, CLASS_LISTS[classes], int(sample_rate), utts, skipped, bad)

@@ -108,6 +108,11 @@ def _waveforms(corpus: Corpus, desc: str):
                                            disable=corpus.waveforms is not None)]
 
 
+def _names(corpus: Corpus) -> list[str]:
+  """What an error about an utterance's audio names: its file, else its id."""
+  return [u.path or f"utterance {u.id}" for u in corpus.utterances]
+
+
 def waveform(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   """Zero-mean unit-variance waveforms, cut or zero-padded to `cfg.max_seconds`."""
   max_len = int(round(cfg.max_seconds * corpus.sample_rate))
@@ -231,7 +236,7 @@ def logfbank(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
 def egemaps_functionals(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
   """eGeMAPSv02 functionals [88] per utterance (opensmile, cached on disk)."""
   feats = egemaps.functionals(_waveforms(corpus, "loading audio"), corpus.sample_rate,
-                              cache_dir=cfg.get("cache_dir", DEFAULT_CACHE))
+                              cache_dir=cfg.get("cache_dir", DEFAULT_CACHE), names=_names(corpus))
   return list(feats), None
 
 
@@ -240,7 +245,7 @@ def compare_functionals(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
   extraction takes ~0.1-0.3 s per 2 s clip, with a progress bar)."""
   feats = egemaps.functionals(_waveforms(corpus, "loading audio"), corpus.sample_rate,
                               cache_dir=cfg.get("cache_dir", DEFAULT_CACHE),
-                              feature_set="ComParE_2016")
+                              feature_set="ComParE_2016", names=_names(corpus))
   return list(feats), None
 
 
@@ -278,7 +283,7 @@ def whisper_layers(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
 def egemaps_lld(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   """eGeMAPSv02 low-level descriptors [frames, 25] per utterance, 10 ms hop."""
   feats = egemaps.llds(_waveforms(corpus, "loading audio"), corpus.sample_rate,
-                       cache_dir=cfg.get("cache_dir", DEFAULT_CACHE))
+                       cache_dir=cfg.get("cache_dir", DEFAULT_CACHE), names=_names(corpus))
   return feats, int(round(cfg.max_seconds / 0.01))
 
 

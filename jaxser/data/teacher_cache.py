@@ -9,6 +9,7 @@ rebuilt. Arrays are memory-mapped on read, so large hidden states stay on disk.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 from typing import Iterable
 
@@ -54,7 +55,7 @@ def write_batches(path: str, ids, batches: Iterable[dict[str, np.ndarray]], meta
   straight into the memory-mapped files, so the whole cache is never in memory at once."""
   ids = np.asarray(list(ids))
   files, filled = {}, 0
-  with io_utils.atomic_dir(path) as tmp:
+  with io_utils.atomic_dir(path, clean_stale=True) as tmp:  # one writer per fold: jaxser.locks
     np.save(os.path.join(tmp, "ids.npy"), ids)
     for batch in batches:
       sizes = sorted({len(a) for a in batch.values()})
@@ -83,11 +84,26 @@ def write_batches(path: str, ids, batches: Iterable[dict[str, np.ndarray]], meta
 
 
 def _open_rows(file: str, dtype, shape) -> np.ndarray:
-  """A writable array saved as `file` (.npy): memory-mapped unless empty (mmap needs a byte)."""
+  """A writable array saved as `file` (.npy): memory-mapped unless empty (mmap needs a byte).
+
+  The file's blocks are reserved first: a full disk then fails here with an OSError
+  (ENOSPC, which `io_utils.atomic_dir` names), not later with SIGBUS on a mapped page.
+  """
   if int(np.prod(shape)) == 0:
     np.save(file, np.zeros(shape, dtype))
     return np.zeros(shape, dtype)
-  return np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape)
+  rows = np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape)
+  if not hasattr(os, "posix_fallocate"):  # macOS
+    return rows
+  fd = os.open(file, os.O_RDWR)
+  try:
+    os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+  except OSError as e:
+    if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):  # no fallocate there
+      raise
+  finally:
+    os.close(fd)
+  return rows
 
 
 def read(path: str) -> TeacherCache:

@@ -7,9 +7,10 @@ config's sample rate as raw float32 bytes (default: exactly what a direct scan r
 with `audio_dtype="int16"`, as 16-bit samples at half the size; resampling can overshoot
 full scale, and int16 then clips those samples (one warning gives the count).
 
-The scanner's skipped counts are stored in the dataset metadata
-(`builder.info.metadata["skipped"]`, in metadata.json next to the prepared files), so a
-corpus loaded from a prepared dataset still reports what was left out.
+The scanner's skipped counts and unusable files are stored in the dataset metadata
+(`builder.info.metadata["skipped"]` and `["bad_files"]`, in metadata.json next to the
+prepared files), so a corpus loaded from a prepared dataset still reports what was left
+out, and `registry.load_corpus` still stops on its bad files unless told to skip them.
 
 Registered configs (16 kHz, float32): IEMOCAP `{4class,6class}_{all,improvised,scripted}`,
 CREMA-D `all`, EmoDB `all`. `config_for` makes any other combination, named with its
@@ -109,6 +110,7 @@ class _ManualCorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
     corpus = self.SCANNER.scan(os.fspath(dl_manager.manual_dir), sample_rate=cfg.sample_rate,
                                **dict(cfg.options))
     self.info.metadata["skipped"] = dict(sorted(corpus.skipped.items()))
+    self.info.metadata["bad_files"] = dict(sorted(corpus.bad_files.items()))
     self.info.metadata["class_names"] = list(corpus.class_names)
     self.info.metadata["sample_rate"] = corpus.sample_rate
     return {"train": self._generate_examples(corpus)}
@@ -227,4 +229,5 @@ def load(name: str, manual_dir: str, data_dir: Optional[str] = None, sample_rate
   # The same order as a direct scan: corpus / dialogue / turn / id.
   utts.sort(key=lambda u: (u.session, u.dialogue, u.turn, u.id))
   return Corpus(BUILDERS[name].SCANNER.NAME, class_names, sample_rate, utts,
-                collections.Counter(meta["skipped"]), waveforms=waves)
+                collections.Counter(meta["skipped"]), dict(meta.get("bad_files", {})),
+                waveforms=waves)

@@ -28,6 +28,9 @@ NUM_LLDS = 25  # eGeMAPSv02
 NUM_FUNCTIONALS = 88
 # Feature set -> (LLDs per frame, functionals per utterance).
 DIMS = {"eGeMAPSv02": (NUM_LLDS, NUM_FUNCTIONALS), "ComParE_2016": (65, 6373)}
+# openSMILE's longest window (the 60 ms pitch window of both sets): a shorter clip gets NaN
+# features (measured: 0.06 s at 8, 16 and 22.05 kHz is the shortest with finite ones).
+MIN_SECONDS = 0.06
 
 
 def _load_smile_library():
@@ -72,8 +75,18 @@ def cache_key(wave: np.ndarray, sample_rate: int, level: str,
   return h.hexdigest()
 
 
+def _check_finite(feats: np.ndarray, what: str, seconds: float, feature_set: str, level: str):
+  """NaN features (openSMILE fills a clip too short for its windows with them) would reach
+  the model as NaN inputs; stop here naming the clip instead."""
+  bad = int(feats.size - np.count_nonzero(np.isfinite(feats)))
+  if bad:
+    raise ValueError(f"{feature_set} {level} of {what} ({seconds:.3f} s) hold {bad} NaN or "
+                     f"infinite values; openSMILE needs at least {MIN_SECONDS} s of finite audio")
+
+
 def _extract(waves: Sequence[np.ndarray], sample_rate: int, level: str, cache_dir: str | None,
-             progress: bool, feature_set: str) -> list[np.ndarray]:
+             progress: bool, feature_set: str,
+             names: Sequence[str] | None = None) -> list[np.ndarray]:
   _check_feature_set(feature_set)
   num_llds, num_functionals = DIMS[feature_set]
   smile = None
@@ -82,14 +95,21 @@ def _extract(waves: Sequence[np.ndarray], sample_rate: int, level: str, cache_di
                              leave=False)):
     w = np.ascontiguousarray(w, np.float32)
     chex.assert_rank(w, 1)
-    if len(w) == 0:
-      raise ValueError(f"{feature_set} {level}: waveform {i} is empty")
+    what = names[i] if names is not None else f"waveform {i}"
+    seconds = len(w) / sample_rate
+    if len(w) < MIN_SECONDS * sample_rate:
+      raise ValueError(f"{feature_set} {level}: {what} holds {seconds:.3f} s of audio, less "
+                       f"than the {MIN_SECONDS} s openSMILE needs (its features would be NaN)")
+    if not np.all(np.isfinite(w)):
+      raise ValueError(f"{feature_set} {level}: {what} holds NaN or infinite samples")
     path = None
     if cache_dir is not None:
       key = cache_key(w, sample_rate, level, feature_set)
       path = os.path.join(cache_dir, key[:2], key + ".npy")
       if os.path.exists(path):
-        out.append(np.load(path))
+        feats = np.load(path)
+        _check_finite(feats, what, seconds, feature_set, level)
+        out.append(feats)
         continue
     if smile is None:
       smile = _smile(level, feature_set)
@@ -97,6 +117,7 @@ def _extract(waves: Sequence[np.ndarray], sample_rate: int, level: str, cache_di
     if level == "functionals":
       feats = feats.reshape(num_functionals)
     chex.assert_axis_dimension(feats, -1, num_functionals if level == "functionals" else num_llds)
+    _check_finite(feats, what, seconds, feature_set, level)
     if path is not None:
       with io_utils.atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, feats)
@@ -105,14 +126,17 @@ def _extract(waves: Sequence[np.ndarray], sample_rate: int, level: str, cache_di
 
 
 def functionals(waves: Sequence[np.ndarray], sample_rate: int, cache_dir: str | None = None,
-                progress: bool = True, feature_set: str = "eGeMAPSv02") -> np.ndarray:
-  """Functionals [N, F] (float32) of mono waveforms: F = 88 (eGeMAPSv02), 6373 (ComParE_2016)."""
-  feats = _extract(waves, sample_rate, "functionals", cache_dir, progress, feature_set)
+                progress: bool = True, feature_set: str = "eGeMAPSv02",
+                names: Sequence[str] | None = None) -> np.ndarray:
+  """Functionals [N, F] (float32) of mono waveforms: F = 88 (eGeMAPSv02), 6373 (ComParE_2016).
+  A clip under MIN_SECONDS or with NaN features is an error naming it (`names[i]`)."""
+  feats = _extract(waves, sample_rate, "functionals", cache_dir, progress, feature_set, names)
   return np.stack(feats) if feats else np.zeros((0, DIMS[feature_set][1]), np.float32)
 
 
 def llds(waves: Sequence[np.ndarray], sample_rate: int, cache_dir: str | None = None,
-         progress: bool = True, feature_set: str = "eGeMAPSv02") -> list[np.ndarray]:
+         progress: bool = True, feature_set: str = "eGeMAPSv02",
+         names: Sequence[str] | None = None) -> list[np.ndarray]:
   """Low-level descriptors, one [frames, D] float32 array per waveform (10 ms hop): D = 25
-  (eGeMAPSv02), 65 (ComParE_2016)."""
-  return _extract(waves, sample_rate, "llds", cache_dir, progress, feature_set)
+  (eGeMAPSv02), 65 (ComParE_2016). Short or NaN clips as in `functionals`."""
+  return _extract(waves, sample_rate, "llds", cache_dir, progress, feature_set, names)

@@ -101,6 +101,26 @@ def measured_snr(clean: np.ndarray, noisy: np.ndarray) -> float:
   return float(10.0 * np.log10(np.sum(c ** 2) / np.sum(residual ** 2)))
 
 
+def recording_files(path: str) -> dict[str, str]:
+  """Noise name (file stem, lower case) -> file of the recordings in noise folder `path`,
+  without reading them: `NoiseBank.from_dir`'s layout checks, cheap enough to run up front."""
+  if not os.path.isdir(path):
+    raise FileNotFoundError(
+        f"noise directory {path} does not exist; expected a folder with one long recording "
+        f"per noise type, e.g. {path}/babble.wav, {path}/factory1.wav (NOISEX-92 layout)")
+  files = sorted(f for f in os.listdir(path)
+                 if f.lower().endswith(AUDIO_SUFFIXES) and not f.startswith("."))
+  if not files:
+    raise FileNotFoundError(f"noise directory {path} holds no {'/'.join(AUDIO_SUFFIXES)} files")
+  out = {}
+  for f in files:
+    name = os.path.splitext(f)[0].lower()
+    if name in out:
+      raise ValueError(f"noise directory {path}: two files are named {name!r}")
+    out[name] = os.path.join(path, f)
+  return out
+
+
 @dataclasses.dataclass
 class NoiseBank:
   """Named noise sources: recordings (name -> long signal), generators and babble.
@@ -118,21 +138,8 @@ class NoiseBank:
   @classmethod
   def from_dir(cls, path: str, sample_rate: int) -> "NoiseBank":
     """One recording per audio file of `path` (name = file stem, lower case), at `sample_rate`."""
-    if not os.path.isdir(path):
-      raise FileNotFoundError(
-          f"noise directory {path} does not exist; expected a folder with one long recording "
-          f"per noise type, e.g. {path}/babble.wav, {path}/factory1.wav (NOISEX-92 layout)")
-    files = sorted(f for f in os.listdir(path)
-                   if f.lower().endswith(AUDIO_SUFFIXES) and not f.startswith("."))
-    if not files:
-      raise FileNotFoundError(f"noise directory {path} holds no {'/'.join(AUDIO_SUFFIXES)} files")
-    recordings = {}
-    for f in files:
-      name = os.path.splitext(f)[0].lower()
-      if name in recordings:
-        raise ValueError(f"noise directory {path}: two files are named {name!r}")
-      recordings[name] = audio.load_wav(os.path.join(path, f), sample_rate)
-    return cls(sample_rate, recordings)
+    return cls(sample_rate, {name: audio.load_wav(f, sample_rate)
+                             for name, f in recording_files(path).items()})
 
   def with_babble(self, waves: Sequence[np.ndarray], speakers: Sequence[str],
                   k: int = 4) -> "NoiseBank":
