@@ -269,15 +269,10 @@ class Experiment:
   def _augment(self, name, inputs, train_ids):
     """The stage's training-batch augmenter: waveform noise (`stages.<name>.noise`), feature
     masking (`stages.<name>.spec_augment`), or None."""
+    # `_check_stage` refused both at once, and masking of inputs without frames.
     stage = self.config.stages[name]
-    if stage.get("noise") and stage.get("spec_augment"):
-      raise UserError(f"config.stages.{name}: `noise` (waveforms) and `spec_augment` (features) "
-                      "cannot both apply to one input; keep one")
     if not stage.get("spec_augment"):
       return self._noise(name, inputs, train_ids)
-    if inputs.x.ndim != 3:
-      raise UserError(f"config.stages.{name}.spec_augment masks [frames, features] inputs, but "
-                      f"input kind {stage.input.kind!r} gives shape {inputs.x.shape[1:]}")
     return SpecAugment(stage.spec_augment, self.config.seed, f"config.stages.{name}.spec_augment")
 
   def _noise_grid(self, name, inputs, train_ids, fold, steps, state) -> dict:

@@ -60,16 +60,6 @@ def find_files(paths: list[str]) -> list[str]:
   return files
 
 
-def read_audio(path: str, sample_rate: int) -> np.ndarray:
-  """Mono float32 samples of `path` at `sample_rate`; AudioError when it cannot be used."""
-  from jaxser.features import audio
-  x = audio.load_wav(path, sample_rate)
-  if not np.all(np.isfinite(x)):  # NaN/inf would pass normalisation and poison every window
-    raise audio.AudioError(f"audio file {path} holds NaN or inf samples; re-export it from "
-                           "its source", "unreadable file")
-  return x
-
-
 def window_input(input_cfg):
   """(input config as predict cuts files, window seconds, window hop seconds).
 
@@ -226,6 +216,7 @@ def run(args, stdout=None, stderr=None) -> int:
   """Labels the files of `args`; 0 if every file was labelled, 1 if some failed."""
   from tqdm import tqdm
   from jaxser import inference
+  from jaxser.features import audio
   from jaxser.features.audio import AudioError
   stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
   config = inference.read_config(args.run)
@@ -257,7 +248,7 @@ def run(args, stdout=None, stderr=None) -> int:
     good = []
     for path in files[start:start + CHUNK]:
       try:
-        good.append((path, read_audio(path, predictor.sample_rate)))
+        good.append((path, audio.load_wav(path, predictor.sample_rate)))
       except AudioError as e:
         fail(path, e)
     try:
