@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxser.features import fbank
+from jaxser.features import fbank, whisper_mel
 
 HIGHEST = jax.lax.Precision.HIGHEST
 KINDS = ("waveform", "logfbank")
@@ -54,6 +54,26 @@ def logfbank(x: jax.Array, sample_rate: int, num_filters: int = 40, win_len: flo
   feat = jnp.where(feat == 0, np.finfo(np.float64).eps, feat)
   out = jnp.log(feat)
   chex.assert_shape(out, (x.shape[0], num_frames, num_filters))
+  return out
+
+
+def whisper_logmel(x: jax.Array, n_mels: int = 80) -> jax.Array:
+  """Whisper log-mel [B, N // 160, n_mels] of 16 kHz rows [B, N], each row as
+  `whisper_mel.log_mel(row, pad_to_30s=False)` (clamped at that row's own maximum - 8)."""
+  chex.assert_rank(x, 2)
+  n_fft, hop = whisper_mel.N_FFT, whisper_mel.HOP
+  if x.shape[1] < hop:
+    raise ValueError(f"whisper_logmel: {x.shape[1]} samples is shorter than one 10 ms hop ({hop})")
+  padded = jnp.pad(x, ((0, 0), (n_fft // 2, n_fft // 2)), mode="reflect")
+  num_frames = 1 + x.shape[1] // hop
+  index = np.arange(n_fft)[None, :] + hop * np.arange(num_frames)[:, None]
+  window = np.hanning(n_fft + 1)[:-1].astype(np.float32)  # periodic Hann, as the NumPy one
+  power = jnp.square(jnp.abs(jnp.fft.rfft(padded[:, index] * window, axis=-1)))
+  filters = jnp.asarray(whisper_mel.mel_filters(n_mels), jnp.float32)
+  spec = jnp.log10(jnp.maximum(jnp.matmul(power, filters, precision=HIGHEST), 1e-10))[:, :-1]
+  spec = jnp.maximum(spec, spec.max(axis=(1, 2), keepdims=True) - 8.0)
+  out = (spec + 4.0) / 4.0
+  chex.assert_shape(out, (x.shape[0], x.shape[1] // hop, n_mels))
   return out
 
 

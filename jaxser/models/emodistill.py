@@ -31,6 +31,7 @@ from jaxser.models import bert as bert_lib
 from jaxser.models import layers
 from jaxser.models import wav2vec2 as w2v
 from jaxser.models.hf_common import read_hf_config
+from jaxser.models.whisper_classifier import WhisperClassifier
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,24 @@ class ProjectionHead(nn.Module):
     return nn.Dense(self.features, kernel_init=_DENSE_INIT, name="dense2")(h)
 
 
+def student_heads(module: nn.Module, pooled, train: bool) -> dict[str, Any]:
+  """The paper's two projection heads and FFN classifier on the pooled encoder output, as
+  submodules of `module` (called from its compact `__call__`; its fields give the widths)."""
+  batch = pooled.shape[0]
+  z_l = ProjectionHead(module.head_dim, module.linguistic_dim, name="linguistic_head")(pooled)
+  z_p = ProjectionHead(module.head_dim, module.prosodic_dim, name="prosodic_head")(pooled)
+  emb = jnp.concatenate([z_l, z_p], axis=-1)
+  h = nn.gelu(nn.Dense(module.classifier_hidden, kernel_init=_DENSE_INIT,
+                       name="classifier_hidden")(emb), approximate=False)
+  h = nn.Dropout(module.dropout, deterministic=not train)(h)
+  logits = nn.Dense(module.num_classes, kernel_init=_DENSE_INIT, name="classifier")(h)
+  chex.assert_shape(z_l, (batch, module.linguistic_dim))
+  chex.assert_shape(z_p, (batch, module.prosodic_dim))
+  chex.assert_shape(logits, (batch, module.num_classes))
+  return {"logits": logits, "embedding": emb, "embedding_linguistic": z_l,
+          "embedding_prosodic": z_p}
+
+
 class EmoDistillStudent(nn.Module):
   """Waveform [B, S] (+ valid samples [B]) -> {'logits', 'embedding' (z'_L ++ z'_P),
   'embedding_linguistic' [B, linguistic_dim], 'embedding_prosodic' [B, prosodic_dim]}.
@@ -215,22 +234,11 @@ class EmoDistillStudent(nn.Module):
   def __call__(self, x, length=None, *, train: bool = False):
     chex.assert_rank(x, 2)
     cfg = self.encoder_config()
-    batch = x.shape[0]
     out = w2v.Wav2Vec2Model(cfg, remat=self.remat, name=cfg.model_type)(
         x, lengths=length if self.mask_padding else None, train=train)
     pooled = layers.masked_mean(out["last_hidden_state"], jnp.sum(out["frame_mask"], axis=1))
-    z_l = ProjectionHead(self.head_dim, self.linguistic_dim, name="linguistic_head")(pooled)
-    z_p = ProjectionHead(self.head_dim, self.prosodic_dim, name="prosodic_head")(pooled)
-    emb = jnp.concatenate([z_l, z_p], axis=-1)
-    h = nn.gelu(nn.Dense(self.classifier_hidden, kernel_init=_DENSE_INIT,
-                         name="classifier_hidden")(emb), approximate=False)
-    h = nn.Dropout(self.dropout, deterministic=not train)(h)
-    logits = nn.Dense(self.num_classes, kernel_init=_DENSE_INIT, name="classifier")(h)
-    chex.assert_shape(z_l, (batch, self.linguistic_dim))
-    chex.assert_shape(z_p, (batch, self.prosodic_dim))
-    chex.assert_shape(logits, (batch, self.num_classes))
-    return {"logits": logits, "embedding": emb, "embedding_linguistic": z_l,
-            "embedding_prosodic": z_p}
+    chex.assert_shape(pooled, (x.shape[0], cfg.hidden_size))
+    return student_heads(self, pooled, train)
 
   @nn.nowrap
   def load_pretrained(self, variables):
@@ -250,6 +258,32 @@ class EmoDistillStudent(nn.Module):
     params = unfreeze(variables["params"])
     params[cfg.model_type] = encoder
     return {**variables, "params": params}
+
+
+class EmoDistillWhisperStudent(WhisperClassifier):
+  """EmoDistill's student on the Whisper encoder: waveform [B, S] (+ valid samples) ->
+  log-mel in the graph -> encoder -> mean of the last hidden state over valid frames ->
+  `student_heads` (outputs as `EmoDistillStudent`).
+
+  Encoder settings as `WhisperClassifier` (`checkpoint` / `preset`, `freeze_layers`: the
+  convolutions and lowest k layers stay fixed, `mask_padding`, `remat`); `dropout` is the
+  classifier's. `frontend` must stay "whisper_logmel" (the input is a waveform).
+  """
+
+  frontend: str = "whisper_logmel"
+  linguistic_dim: int = 256
+  prosodic_dim: int = 128
+  head_dim: int = 256
+  classifier_hidden: int = 256
+
+  @nn.compact
+  def __call__(self, x, length=None, *, train: bool = False):
+    if self.frontend != "whisper_logmel":
+      raise ValueError("emodistill_whisper_student: model.frontend must be 'whisper_logmel' "
+                       f"(waveform input), not {self.frontend!r}")
+    states, frames = self.encode(x, length, train)
+    pooled = layers.masked_mean(states[:, -1], frames)
+    return student_heads(self, pooled, train)
 
 
 # ----------------------------------------------------------------------------- loss glue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jaxser.models.dkdfmh import DKDFMH
-from jaxser.models.emodistill import EmoDistillStudent, TextClassifier
+from jaxser.models.emodistill import EmoDistillStudent, EmoDistillWhisperStudent, TextClassifier
 from jaxser.models.litecnn import LiteCNN
 from jaxser.models.mlp import MLP
 from jaxser.models.resnet import ProsodicResNet
@@ -11,7 +11,8 @@ from jaxser.models.spectral_cnn import SpectralCNN
 from jaxser.models.w2v2_classifier import W2V2Classifier
 from jaxser.models.whisper_classifier import FeatureHead, WhisperClassifier
 
-MODELS = {"dkdfmh": DKDFMH, "emodistill_student": EmoDistillStudent, "litecnn": LiteCNN,
+MODELS = {"dkdfmh": DKDFMH, "emodistill_student": EmoDistillStudent,
+          "emodistill_whisper_student": EmoDistillWhisperStudent, "litecnn": LiteCNN,
           "mlp": MLP, "prosodic_resnet": ProsodicResNet, "spectral_cnn": SpectralCNN,
           "text_classifier": TextClassifier, "w2v2_classifier": W2V2Classifier,
           "whisper_classifier": WhisperClassifier, "feature_head": FeatureHead}

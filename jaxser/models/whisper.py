@@ -59,6 +59,11 @@ class WhisperConfig:
   def max_mel_frames(self) -> int:
     return 2 * self.max_source_positions
 
+  @property
+  def num_hidden_layers(self) -> int:
+    """The layer count under the name the wav2vec2 / BERT configs give it."""
+    return self.encoder_layers
+
   def replace(self, **changes) -> WhisperConfig:
     return dataclasses.replace(self, **changes)
 

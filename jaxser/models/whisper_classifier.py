@@ -17,10 +17,15 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax.core import unfreeze
 
+from jaxser.features import frontend as frontend_lib
+from jaxser.features import whisper_mel
 from jaxser.models import layers as layers_lib
 from jaxser.models import whisper as whisper_lib
+
+FRONTENDS = ("", "whisper_logmel")
 
 
 def mix_layers(module: nn.Module, states, layer: int):
@@ -78,7 +83,9 @@ class WhisperClassifier(nn.Module):
   attends to the zero-padded tail; pooling always covers the valid frames only.
   `freeze_encoder` trains the head alone; `freeze_layers=k` keeps the convolutions and the
   lowest k layers fixed. `output_hidden_states` adds 'hidden_states' [B, L + 1, T', D] and
-  'frame_mask' (what MLKD distils).
+  'frame_mask' (what MLKD distils). `frontend="whisper_logmel"` takes 16 kHz waveforms
+  [B, N] (+ valid samples) and computes the log-mel in the graph (clip length, no 30 s
+  padding), so waveform noise (`stages.<name>.noise`) reaches the encoder.
   """
 
   num_classes: int
@@ -93,6 +100,7 @@ class WhisperClassifier(nn.Module):
   num_hidden_layers: int = 0
   output_hidden_states: bool = False
   remat: bool = False
+  frontend: str = ""
 
   @nn.nowrap
   def encoder_config(self) -> whisper_lib.WhisperConfig:
@@ -106,17 +114,36 @@ class WhisperClassifier(nn.Module):
                        f"{sorted(whisper_lib.PRESETS)} or set model.checkpoint")
     return cfg.replace(encoder_layers=self.num_hidden_layers) if self.num_hidden_layers else cfg
 
-  @nn.compact
-  def __call__(self, x, length=None, *, train: bool = False):
-    chex.assert_rank(x, 3)
-    cfg = self.encoder_config()
-    out = whisper_lib.WhisperEncoder(cfg, remat=self.remat, name="encoder")(
+  @nn.nowrap
+  def mel(self, x, length):
+    """The encoder's input: (log-mel [B, T, n_mels], valid mel frames or None)."""
+    if self.frontend not in FRONTENDS:
+      raise ValueError(f"whisper_classifier: model.frontend={self.frontend!r} is unknown; use "
+                       f"one of {FRONTENDS} ('' = log-mel input)")
+    if not self.frontend:
+      chex.assert_rank(x, 3)
+      return x, length
+    chex.assert_rank(x, 2)
+    mel = frontend_lib.whisper_logmel(x, self.encoder_config().num_mel_bins)
+    return mel, None if length is None else jnp.asarray(length) // whisper_mel.HOP
+
+  @nn.nowrap
+  def encode(self, x, length, train: bool):
+    """(hidden states [B, L + 1, T', D], valid encoder frames [B]) of the model's input;
+    called from a compact `__call__`, so the encoder is that module's `encoder`."""
+    x, length = self.mel(x, length)
+    out = whisper_lib.WhisperEncoder(self.encoder_config(), remat=self.remat, name="encoder")(
         x, lengths=length if self.mask_padding else None, train=train)
-    states = jnp.stack(out["hidden_states"], axis=1)  # [B, L + 1, T', D]
-    if self.freeze_encoder:
-      states = jax.lax.stop_gradient(states)
+    states = jnp.stack(out["hidden_states"], axis=1)
     frames = (whisper_lib.encoder_frames(length) if length is not None
               else jnp.full((x.shape[0],), states.shape[2]))
+    return states, frames
+
+  @nn.compact
+  def __call__(self, x, length=None, *, train: bool = False):
+    states, frames = self.encode(x, length, train)  # [B, L + 1, T', D], [B]
+    if self.freeze_encoder:
+      states = jax.lax.stop_gradient(states)
     pooled = layers_lib.masked_mean(mix_layers(self, states, self.layer), frames)
     logits, h = classifier_head(pooled, self.num_classes, self.hidden, self.dropout, train)
     chex.assert_shape(logits, (x.shape[0], self.num_classes))
@@ -141,6 +168,36 @@ class WhisperClassifier(nn.Module):
       return keys[1] == "layers" and int(keys[2]) < self.freeze_layers
 
     return jax.tree_util.tree_map_with_path(frozen, params)
+
+  @nn.nowrap
+  def init_from_teacher(self, variables, teacher_params, layers):
+    """`variables` with a teacher WhisperClassifier's params: its encoder layers `layers`
+    (1-based; MLKD: the even ones) in order, convolutions, positions, final layer norm and
+    head as they are; a learned layer weighting keeps the teacher's weights of the states
+    the student's layers reproduce (0 and `layers`)."""
+    if "encoder" not in teacher_params:
+      raise ValueError(f"init_from: the teacher has no Whisper encoder (its params: "
+                       f"{sorted(teacher_params)})")
+    params = unfreeze(variables["params"])
+    if len(layers) != len(params["encoder"]["layers"]):
+      raise ValueError(f"init_from: {len(layers)} teacher layers {tuple(layers)} for a student "
+                       f"of {len(params['encoder']['layers'])} layers; give one per layer")
+    theirs = teacher_params["encoder"]["layers"]
+    if not all(1 <= k <= len(theirs) for k in layers):
+      raise ValueError(f"init_from: layers {tuple(layers)}; the teacher has layers 1-{len(theirs)}")
+    new = {k: v for k, v in teacher_params.items() if k in params}
+    new["encoder"] = {**teacher_params["encoder"],
+                      "layers": {str(i): theirs[str(k - 1)] for i, k in enumerate(layers)}}
+    if "layer_weights" in params and "layer_weights" in teacher_params:
+      new["layer_weights"] = jnp.asarray(teacher_params["layer_weights"])[
+          np.asarray((0, *layers))]
+    bad = [k for k in params if k not in new]
+    shapes = lambda t: jax.tree.map(np.shape, t)
+    if bad or shapes(new) != shapes(params):
+      raise ValueError(f"init_from: teacher and student differ beyond the layer count "
+                       f"({bad or 'shapes'}); give the student the teacher's checkpoint, "
+                       "layer and hidden settings")
+    return {**variables, "params": new}
 
   @nn.nowrap
   def load_pretrained(self, variables):
