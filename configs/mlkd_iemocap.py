@@ -29,10 +29,13 @@ _spec.loader.exec_module(_base)
 def get_config():
   corpus = dict(name="iemocap", manual_dir="/path/to/IEMOCAP_full_release", sample_rate=16000,
                 classes="4class", subset="all")
+  head = dict(name="w2v2_classifier", projector_size=128, dropout=0.1, mask_padding=True)
   return _base.build("mlkd_iemocap", corpus,
                      dict(name="leave_one_speaker_out", valid_speakers=1, max_folds=0),
-                     teacher=dict(checkpoint="facebook/wav2vec2-base", preset=""),
-                     student=dict(preset="wav2vec2-base", num_hidden_layers=6),
-                     student_layers=(2, 4, 6, 8, 10, 12), max_seconds=4.0, noise_dir="",
-                     epochs=30, batch_size=8, optimizer="adamw", learning_rate=5e-5,
-                     teacher_learning_rate=5e-5)
+                     teacher=dict(head, checkpoint="facebook/wav2vec2-base", preset=""),
+                     student=dict(head, preset="wav2vec2-base", num_hidden_layers=6),
+                     student_layers=(2, 4, 6, 8, 10, 12),
+                     waveform=dict(kind="waveform", max_seconds=4.0, normalize=True),
+                     noise_dir="", train=dict(optimizer="adamw", learning_rate=5e-5,
+                                              epochs=30, batch_size=8),
+                     teacher_train=dict(learning_rate=5e-5))

@@ -94,17 +94,17 @@ def test_tiny_mlkd_run_with_noisy_training_and_test_grid(tmp_path, monkeypatch):
   c.report.latency_repeats = 2
   for name, stage in c.stages.items():
     stage.input.max_seconds = 0.5
-    stage.model.update(dict(preset="tiny-wav2vec2", projector_size=8))
+    stage.model.update(dict(checkpoint="", preset="tiny-whisper"))
     if name != "teacher":
       stage.noise.update(dict(types=("pink", "babble"), babble_k=2))
-  c.stages.teacher.model.num_hidden_layers = 4
-  c.stages.teacher.train.learning_rate = None
+  c.stages.teacher.model.num_hidden_layers = 6
+  c.stages.teacher.train.update(dict(epochs=1, batch_size=4, refit=False))
   workdir = str(tmp_path / "run")
   rep = train.run(c, workdir)
   cache_dir = os.path.join(workdir, "fold_0", "cache", "teacher")
   cache = teacher_cache.read(cache_dir)
-  # 4 layers + the encoder input; tiny-wav2vec2's convs give 399 frames for 0.5 s.
-  assert cache.arrays["hidden_states"].shape[1:3] == (5, 399)
+  # 6 layers + the encoder input; 0.5 s is 50 log-mel frames, 25 encoder frames.
+  assert cache.arrays["hidden_states"].shape[1:3] == (7, 25)
   assert cache.arrays["hidden_states"].dtype == np.float16
   assert teacher_cache.read_params(cache_dir) is not None
   for stage in c.stage_order:

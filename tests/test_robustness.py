@@ -233,13 +233,13 @@ def _mlkd_experiment(tmp_path, config):
 def test_init_from_layers_are_checked_against_both_encoders(tmp_path):
   """(MLKD's students start from the teacher's even layers; the student has 2.)"""
   c = load_config("mlkd_emodb")
-  c.stages.mlkd.init_from.layers = (2, 4, 6)
-  with pytest.raises(UserError, match=r"config.stages.\w+.init_from.layers=\(2, 4, 6\): 3 "
-                                      r"teacher layers for a student of 2 layers"):
+  c.stages.mlkd.init_from.layers = (2, 4)
+  with pytest.raises(UserError, match=r"config.stages.\w+.init_from.layers=\(2, 4\): 2 "
+                                      r"teacher layers for a student of 3 layers"):
     _mlkd_experiment(tmp_path, c)
   c = load_config("mlkd_emodb")
-  c.stages.mlkd.init_from.layers = (2, 99)
-  with pytest.raises(UserError, match=r"layers=\(2, 99\): teacher 'teacher' has layers 1-\d+$"):
+  c.stages.mlkd.init_from.layers = (2, 4, 99)
+  with pytest.raises(UserError, match=r"layers=\(2, 4, 99\): teacher 'teacher' has layers 1-\d+$"):
     _mlkd_experiment(tmp_path, c)
 
 
