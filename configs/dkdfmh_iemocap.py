@@ -11,13 +11,9 @@ validates); `loso` leaves one of the 10 speakers out per fold (the next validate
 Models, features, losses and training: configs/dkdfmh_emodb.py (`build`).
 """
 
-import importlib.util
-import os
+from jaxser.config_utils import load_sibling
 
-_spec = importlib.util.spec_from_file_location(
-    "dkdfmh_emodb", os.path.join(os.path.dirname(os.path.abspath(__file__)), "dkdfmh_emodb.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+_base = load_sibling(__file__, "dkdfmh_emodb")
 
 PROTOCOLS = {
     "random": dict(name="stratified_random", test_fraction=0.2, valid_fraction=0.1, repeats=1,

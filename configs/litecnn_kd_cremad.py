@@ -36,48 +36,38 @@ jaxser's encoder applies none.
 
 import ml_collections
 
-from jaxser.config_utils import stage_train
+from jaxser.config_utils import load_sibling, stage_train
+
+_emodb = load_sibling(__file__, "litecnn_kd_emodb")
+
+PROTOCOLS = {
+    "stratified_random": dict(name="stratified_random", test_fraction=0.2, valid_fraction=0.1,
+                              repeats=1, max_folds=0),
+    "speaker_kfold": dict(name="speaker_kfold", num_folds=5, valid_speakers=9, max_folds=0),
+}
 
 
 def get_config(protocol: str = "stratified_random"):
-  c = ml_collections.ConfigDict()
-  c.name = "litecnn_kd_cremad" + ("" if protocol == "stratified_random" else f"_{protocol}")
-  c.seed = 42
-  c.method = "litecnn_kd"
-  c.corpus = dict(name="cremad", manual_dir="/path/to/CREMA-D", sample_rate=16000)
-  if protocol == "stratified_random":
-    c.protocol = dict(name="stratified_random", test_fraction=0.2, valid_fraction=0.1,
-                      repeats=1, max_folds=0)
-  elif protocol == "speaker_kfold":
-    c.protocol = dict(name="speaker_kfold", num_folds=5, valid_speakers=9, max_folds=0)
-  else:
+  if protocol not in PROTOCOLS:
     raise ValueError(f"configs/litecnn_kd_cremad.py:{protocol}: choose stratified_random "
                      "(the paper's, default) or speaker_kfold")
-  c.train = dict(
-      optimizer="adam", learning_rate=1e-4, weight_decay=1e-5, schedule="constant",
-      warmup_epochs=0, grad_clip_norm=0.0, grad_accum_steps=1, epochs=200, batch_size=32,
-      eval_batch_size=64, select="loss",
-      plateau=dict(patience=5, factor=0.5, monitor="loss"),
-      early_stopping=dict(patience=20, monitor="loss"))
-
+  # configs/litecnn_kd_emodb.py with the paper's corpus, split, teacher and whole-clip
+  # inputs; its seed, training (Adam, plateau and early stopping on validation loss) and
+  # students are the paper's already.
+  c = _emodb.get_config()
+  c.name = "litecnn_kd_cremad" + ("" if protocol == "stratified_random" else f"_{protocol}")
+  c.corpus = dict(name="cremad", manual_dir="/path/to/CREMA-D", sample_rate=16000)
+  c.protocol = PROTOCOLS[protocol]
   waveform = dict(kind="waveform", max_seconds=1.0, normalize=True)
-  student = dict(name="litecnn", stem_features=32, stem_kernel=80, stem_stride=2,
-                 block_features=(64, 128, 128), block_kernel=3, pool="adaptive_avg",
-                 pool_length=64, hidden=128, dropout=0.2)
+  students = {s: dict(c.stages[s].to_dict(), input=waveform, train=stage_train())
+              for s in ("student_alone", "student_kd")}
   c.stage_order = ("teacher", "student_alone", "student_kd")
-  c.stages = ml_collections.ConfigDict()
-  c.stages.teacher = dict(
+  c.stages = ml_collections.ConfigDict(dict(students, teacher=dict(
       model=dict(name="w2v2_classifier", checkpoint="facebook/wav2vec2-base",
                  preset="wav2vec2-base", projector_size=256, dropout=0.1,
                  freeze_feature_encoder=False, mask_padding=False, load_heads=True),
       input=waveform, loss="ce", loss_cfg=dict(label_smoothing=0.0), teachers=(),
-      train=stage_train())
-  c.stages.student_alone = dict(model=student, input=waveform, loss="ce",
-                                loss_cfg=dict(label_smoothing=0.0), teachers=(),
-                                train=stage_train())
-  c.stages.student_kd = dict(model=student, input=waveform, loss="kd",
-                             loss_cfg=dict(teacher="teacher", alpha=0.5, temperature=2.0),
-                             teachers=("teacher",), train=stage_train())
+      train=stage_train())))
   c.report = dict(compare=(("student_kd", "student_alone"), ("teacher", "student_kd")),
                   latency_repeats=100)
   return c

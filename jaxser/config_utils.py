@@ -44,13 +44,27 @@ def stage_train(**overrides):
 
 def load_config_file(spec: str):
   """get_config() of a config file named as `--config` takes it: `path` or `path:variant`."""
-  import importlib.util
   import os
   path, _, variant = spec.partition(":")
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config file {path!r} not found; name one of configs/, "
                             "e.g. configs/quickstart.py")
-  module_spec = importlib.util.spec_from_file_location("_config", path)
+  module = _load_module(path, "_config")
+  return module.get_config(variant) if variant else module.get_config()
+
+
+def load_sibling(config_file: str, name: str):
+  """The module of config `name`.py in the folder of `config_file` (a config's __file__), for
+  a config that states only what differs from another: `base = load_sibling(__file__, "x")`
+  then `c = base.get_config(); c.name = ...` (configs/ is read by path, not as a package)."""
+  import os
+  return _load_module(os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py"),
+                      name)
+
+
+def _load_module(path: str, name: str):
+  import importlib.util
+  module_spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  return module.get_config(variant) if variant else module.get_config()
+  return module

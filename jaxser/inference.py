@@ -21,7 +21,7 @@ from jaxser.checkpoints import StageCheckpoints
 from jaxser.data import normalization
 from jaxser.data.registry import class_names
 from jaxser.errors import UserError
-from jaxser.experiment import resolve_stage_train
+from jaxser.stage_plan import resolve_stage_train
 from jaxser.models.registry import build_model
 
 

@@ -1,4 +1,7 @@
-"""Distillation losses as pure functions over batches, plus each paper's combiner.
+"""Shared distillation loss building blocks as pure functions over batches.
+
+CE, Hinton KD, decoupled KD (TCKD, NCKD and their sum), negative cosine, hidden-state MSE
+and triplet losses; each paper's combiner of them is in its `jaxser/methods/<paper>.py`.
 
 Every loss takes an optional per-example `mask` (float [B]; 0/1 or weights). A
 masked-out example contributes nothing, and a mean is taken over the sum of the
@@ -256,11 +259,6 @@ def negative_cosine(
   return _reduce(-jnp.sum(s * t, axis=-1), mask)
 
 
-def mlkd_layer_map(num_student_layers: int = 6) -> tuple[tuple[int, int], ...]:
-  """MLKD's pairing: teacher layer 2i supervises student layer i, i = 1..n (HF hidden_states indices)."""
-  return tuple((2 * i, i) for i in range(1, num_student_layers + 1))
-
-
 def hidden_state_mse(
     student_hidden: HiddenStates,
     teacher_hidden: HiddenStates,
@@ -364,120 +362,3 @@ def triplet_cogmen(
     n_neg = jnp.sum(nm, axis=-1)
     sum_neg = jnp.sum(jnp.where(nm != 0, nm * d_neg, 0), axis=-1)
   return _reduce(jax.nn.relu(n_neg * d_pos - sum_neg + margin), mask, reduction)
-
-
-# ---------------------------------------------------------------------------
-# Per-paper combiners: (total, parts). Parts are the unweighted primitives.
-# ---------------------------------------------------------------------------
-
-
-def emodistill_loss(
-    *,
-    logits: Array,
-    labels: Array,
-    student_logits_l: Optional[Array] = None,
-    student_logits_p: Optional[Array] = None,
-    teacher_logits_l: Optional[Array] = None,
-    teacher_logits_p: Optional[Array] = None,
-    student_emb_l: Optional[Array] = None,
-    student_emb_p: Optional[Array] = None,
-    teacher_emb_l: Optional[Array] = None,
-    teacher_emb_p: Optional[Array] = None,
-    alpha: float = 1.0,
-    beta: float = 10.0,
-    gamma: float = 2.0,
-    tau_l: float = 5.0,
-    tau_p: float = 0.5,
-    t2_scale: bool = False,
-    mask: Optional[Array] = None,
-) -> tuple[Array, dict[str, Array]]:
-  """EmoDistill (Shome & Etemad, arXiv 2309.04849): α·[KL_L + KL_P] + β·[negcos_L + negcos_P] + γ·CE.
-
-  KL_L, KL_P: hinton_kd per teacher at τ_L, τ_P (no τ² factor unless t2_scale); negcos_L, negcos_P:
-  negative_cosine on the two projection embeddings (eq. 3-4); CE on the student's final logits.
-  A teacher whose arrays are None is left out with its two terms (the paper's "w/o teacher" rows).
-  """
-  parts = {"ce": cross_entropy(logits, labels, mask=mask)}
-  kl, negcos = [], []
-  for side, tau in (("l", tau_l), ("p", tau_p)):
-    s_logits, t_logits, s_emb, t_emb = {
-        "l": (student_logits_l, teacher_logits_l, student_emb_l, teacher_emb_l),
-        "p": (student_logits_p, teacher_logits_p, student_emb_p, teacher_emb_p)}[side]
-    if t_logits is None:
-      continue
-    parts[f"kl_{side}"] = hinton_kd(s_logits, t_logits, tau, mask=mask, t2_scale=t2_scale)
-    parts[f"negcos_{side}"] = negative_cosine(s_emb, t_emb, mask=mask)
-    kl.append(parts[f"kl_{side}"])
-    negcos.append(parts[f"negcos_{side}"])
-  total = alpha * sum(kl) + beta * sum(negcos) + gamma * parts["ce"]
-  return total, parts
-
-
-def mlkd_loss(
-    student_logits: Array,
-    teacher_logits: Array,
-    labels: Array,
-    student_hidden: HiddenStates,
-    teacher_hidden: HiddenStates,
-    layer_map: Sequence[tuple[int, int]],
-    *,
-    alpha: float = 0.7,
-    temperature: float = 7.0,
-    t2_scale: bool = False,
-    frame_mask: Optional[Array] = None,
-    mask: Optional[Array] = None,
-) -> tuple[Array, dict[str, Array]]:
-  """MLKD (Liu et al., arXiv 2312.13556): α·KL(T) + (1−α)·CE + L_MSE.
-
-  KL(T) is hinton_kd at temperature T, with no T² factor unless t2_scale; L_MSE is hidden_state_mse
-  (eq. 1) over layer_map (mlkd_layer_map gives the paper's teacher 2i → student i pairing).
-  """
-  parts = {
-      "kd": hinton_kd(student_logits, teacher_logits, temperature, mask=mask, t2_scale=t2_scale),
-      "ce": cross_entropy(student_logits, labels, mask=mask),
-      "mse": hidden_state_mse(student_hidden, teacher_hidden, layer_map, frame_mask=frame_mask, mask=mask),
-  }
-  total = alpha * parts["kd"] + (1.0 - alpha) * parts["ce"] + parts["mse"]
-  return total, parts
-
-
-def litecnn_kd_loss(
-    student_logits: Array,
-    teacher_logits: Array,
-    labels: Array,
-    *,
-    alpha: float = 0.5,
-    temperature: float = 2.0,
-    mask: Optional[Array] = None,
-) -> tuple[Array, dict[str, Array]]:
-  """LiteCNN KD: α·CE + (1−α)·T²·KL(T) (Hinton et al. 2015 form; "kd" part already includes T²)."""
-  parts = {
-      "ce": cross_entropy(student_logits, labels, mask=mask),
-      "kd": hinton_kd(student_logits, teacher_logits, temperature, mask=mask, t2_scale=True),
-  }
-  return alpha * parts["ce"] + (1.0 - alpha) * parts["kd"], parts
-
-
-def dkdfmh_loss(
-    student_logits: Array,
-    teacher_logits: Array,
-    labels: Array,
-    *,
-    alpha: float = 1.0,
-    beta: float = 8.0,
-    temperature: float = 4.0,
-    ce_weight: float = 1.0,
-    warmup_factor=1.0,
-    mask: Optional[Array] = None,
-) -> tuple[Array, dict[str, Array]]:
-  """DKDFMH: ce_weight·CE + warmup_factor·(α·TCKD + β·NCKD), the DKD of Zhao et al. 2022 (mdistiller).
-
-  warmup_factor is dkd_warmup_factor(epoch, warmup) in mdistiller; 1 means no warm-up.
-  """
-  parts = {
-      "ce": cross_entropy(student_logits, labels, mask=mask),
-      "tckd": tckd(student_logits, teacher_logits, labels, temperature=temperature, mask=mask),
-      "nckd": nckd(student_logits, teacher_logits, labels, temperature=temperature, mask=mask),
-  }
-  total = ce_weight * parts["ce"] + warmup_factor * (alpha * parts["tckd"] + beta * parts["nckd"])
-  return total, parts

@@ -46,7 +46,7 @@ def main():
   import transformers
   from transformers.models.whisper.modeling_whisper import WhisperEncoder as TorchEncoder
 
-  from jaxser import pretrained
+  from jaxser.models import pretrained
   from jaxser.features import audio, whisper_mel
   from jaxser.models import ctranslate2, whisper
 

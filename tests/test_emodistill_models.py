@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
 
-from jaxser import losses, pretrained
+from jaxser import losses
+from jaxser.methods.emodistill import emodistill_loss
+from jaxser.models import pretrained
 from jaxser.models import bert
 from jaxser.models import wav2vec2 as w2v
 from jaxser.models.emodistill import (EmoDistillStudent, TextClassifier, emodistill_loss_inputs,
@@ -276,8 +278,7 @@ def test_loss_glue_equals_sum_of_parts_and_trains_only_the_student(tiny):
     s = student.apply({"params": p_stud}, b["wav"], b["wav_len"])
     t_l = text.apply({"params": p_text}, b["ids"], b["ids_len"])
     t_p = prosody.apply({**v_pros, "params": p_pros}, b["lld"], b["lld_len"])
-    total, parts = losses.emodistill_loss(**emodistill_loss_inputs(s, t_l, t_p),
-                                          labels=b["labels"])
+    total, parts = emodistill_loss(**emodistill_loss_inputs(s, t_l, t_p), labels=b["labels"])
     return total, (parts, s, t_l, t_p)
 
   (total, (parts, s, t_l, t_p)), grads = jax.jit(jax.value_and_grad(

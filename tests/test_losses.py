@@ -1,4 +1,4 @@
-"""Parity of jaxser.losses with independent PyTorch references, robustness, and the combiners.
+"""Parity of jaxser.losses with independent PyTorch references, robustness, and the methods' combiners.
 
 Parity runs in float64 in both frameworks (x64 is switched on only inside the `x64` fixture). Values
 must agree to 1e-6 relative; gradients to 1e-5 relative, elementwise, with an absolute floor of 1e-5
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from jaxser import losses
+from jaxser.methods import dkd, emodistill, litecnn_kd, mlkd
 
 VALUE_RTOL = 1e-6
 GRAD_RTOL = 1e-5
@@ -360,7 +361,7 @@ def test_hidden_state_mse_rejects_bad_layer_map(x64):
   h = np.zeros((2, 1, 3, 2))
   with pytest.raises(ValueError, match="layer_map"):
     losses.hidden_state_mse(h, h, ((2, 0),))
-  assert losses.mlkd_layer_map(3) == ((2, 1), (4, 2), (6, 3))
+  assert mlkd.mlkd_layer_map(3) == ((2, 1), (4, 2), (6, 3))
 
 
 @pytest.mark.parametrize("case", BATCH_CASES)
@@ -513,19 +514,21 @@ def test_finite_under_jit_and_grad(dtype, case):
 
 
 # ---------------------------------------------------------------------------
-# Combiners equal the sum of their parts
+# Each method's combiner (jaxser.methods.<paper>) equals the sum of its parts
 # ---------------------------------------------------------------------------
 
 
-def test_combiners_equal_sum_of_parts(x64):
-  rng = np.random.default_rng(12)
-  mask = jnp.asarray(MASKED)
-  x = _inputs(rng, 6, 3.0, jnp.float64)
-  s, t, y = x["s"], x["t"], x["y"]
+def _combiner_inputs():
+  x = _inputs(np.random.default_rng(12), 6, 3.0, jnp.float64)
+  return x, x["s"], x["t"], x["y"], jnp.asarray(MASKED)
+
+
+def test_emodistill_loss_equals_sum_of_parts(x64):
+  x, s, t, y, mask = _combiner_inputs()
+  rng = np.random.default_rng(13)
   s_l, t_l = (jnp.asarray(rng.standard_normal((6, NUM_CLASSES))) for _ in range(2))
   e_l, f_l, e_p, f_p = (jnp.asarray(rng.standard_normal((6, 8))) for _ in range(4))
-
-  total, parts = losses.emodistill_loss(
+  total, parts = emodistill.emodistill_loss(
       logits=s, labels=y, student_logits_l=s_l, student_logits_p=s, teacher_logits_l=t_l, teacher_logits_p=t,
       student_emb_l=e_l, student_emb_p=e_p, teacher_emb_l=f_l, teacher_emb_p=f_p, mask=mask)
   expected = {
@@ -539,9 +542,11 @@ def test_combiners_equal_sum_of_parts(x64):
   _assert_value(total, 1.0 * (expected["kl_l"] + expected["kl_p"])
                 + 10.0 * (expected["negcos_l"] + expected["negcos_p"]) + 2.0 * expected["ce"])
 
-  layer_map = losses.mlkd_layer_map(1)
-  total, parts = losses.mlkd_loss(s, t, y, x["hidden_s"], x["hidden_t"], layer_map,
-                                  frame_mask=x["frame_mask"], mask=mask)
+
+def test_mlkd_loss_equals_sum_of_parts(x64):
+  x, s, t, y, mask = _combiner_inputs()
+  total, parts = mlkd.mlkd_loss(s, t, y, x["hidden_s"], x["hidden_t"], mlkd.mlkd_layer_map(1),
+                                frame_mask=x["frame_mask"], mask=mask)
   expected = {
       "kd": losses.hinton_kd(s, t, 7.0, mask=mask, t2_scale=False),
       "ce": losses.cross_entropy(s, y, mask=mask),
@@ -551,13 +556,18 @@ def test_combiners_equal_sum_of_parts(x64):
   _check_parts(parts, expected)
   _assert_value(total, 0.7 * expected["kd"] + 0.3 * expected["ce"] + expected["mse"])
 
-  total, parts = losses.litecnn_kd_loss(s, t, y, mask=mask)
+
+def test_litecnn_kd_loss_equals_sum_of_parts(x64):
+  _, s, t, y, mask = _combiner_inputs()
+  total, parts = litecnn_kd.litecnn_kd_loss(s, t, y, mask=mask)
   expected = {"ce": losses.cross_entropy(s, y, mask=mask), "kd": losses.hinton_kd(s, t, 2.0, mask=mask)}
   _check_parts(parts, expected)
   _assert_value(total, 0.5 * expected["ce"] + 0.5 * expected["kd"])  # kd already carries T²
 
-  warm = losses.dkd_warmup_factor(5, 20)
-  total, parts = losses.dkdfmh_loss(s, t, y, warmup_factor=warm, mask=mask)
+
+def test_dkdfmh_loss_equals_sum_of_parts(x64):
+  _, s, t, y, mask = _combiner_inputs()
+  total, parts = dkd.dkdfmh_loss(s, t, y, warmup_factor=losses.dkd_warmup_factor(5, 20), mask=mask)
   expected = {
       "ce": losses.cross_entropy(s, y, mask=mask),
       "tckd": losses.tckd(s, t, y, temperature=4.0, mask=mask),

@@ -212,7 +212,7 @@ def test_logfbank_stage_exports_to_tflite(tmp_path):
   checkpoint of a run directory): the TFLite model matches the JAX one."""
   from jaxser import trainer
   from jaxser.checkpoints import StageCheckpoints
-  from jaxser.experiment import resolve_stage_train
+  from jaxser.stage_plan import resolve_stage_train
   from jaxser.models.registry import build_model
   c = tiny_quickstart()
   c.stage_order = ("student_kd",)

@@ -15,7 +15,7 @@ import pytest
 from flax.traverse_util import flatten_dict
 from safetensors.numpy import load_file, save_file
 
-from jaxser import pretrained
+from jaxser.models import pretrained
 from jaxser.models import bert
 from jaxser.models import wav2vec2 as w2v
 
@@ -184,7 +184,7 @@ def test_bert_heads_prefix_no_pooler_and_gamma_beta(tmp_path, caplog):
   legacy.mkdir()
   torch.save(old, legacy / "pytorch_model.bin")
   shutil.copy(os.path.join(src, "config.json"), legacy / "config.json")
-  with caplog.at_level("INFO", logger="jaxser.pretrained"):
+  with caplog.at_level("INFO", logger="jaxser.models.pretrained"):
     module, from_bin, config = pretrained.load_encoder(legacy)
   assert "without a pooler" in caplog.text and "cls.predictions" in caplog.text
   assert not config.add_pooling_layer

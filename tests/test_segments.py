@@ -165,13 +165,7 @@ def test_dkd_losses_are_ce_plus_the_configured_terms():
 
 @pytest.mark.parametrize("arg", ["random", "loso", "random,beta_sweep"])
 def test_iemocap_configs_build(arg):
-  import importlib.util
-  from tiny_config import ROOT
-  spec = importlib.util.spec_from_file_location("c", os.path.join(ROOT, "configs",
-                                                                  "dkdfmh_iemocap.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(arg)
+  c = load_config(f"dkdfmh_iemocap:{arg}")
   assert c.corpus.subset == "improvised" and c.method == "dkd"
   rows = ("cnn_mha", "cnn", "kd", "tckd", "nckd", "dkd")
   if "beta_sweep" in arg:

@@ -13,7 +13,7 @@ import pytest
 from flax.traverse_util import flatten_dict
 from jax import lax
 
-from jaxser import pretrained
+from jaxser.models import pretrained
 from jaxser.models import wav2vec2 as w2v
 
 torch = pytest.importorskip("torch")

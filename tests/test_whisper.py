@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxser import pretrained
+from jaxser.models import pretrained
 from jaxser.features import audio, whisper_mel
 from jaxser.models import whisper
 from jaxser.models import whisper_classifier

@@ -1,16 +1,16 @@
 """The quickstart config shrunk to seconds: tiny corpus, one fold, tiny models."""
 
-import importlib.util
 import os
+
+from jaxser.config_utils import load_config_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_config(name: str):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  """get_config() of configs/<name>.py (`name:variant` for a variant)."""
+  path, sep, variant = name.partition(":")
+  return load_config_file(os.path.join(ROOT, "configs", f"{path}.py") + sep + variant)
 
 
 def tiny_quickstart(epochs: int = 2):

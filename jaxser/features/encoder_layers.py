@@ -28,7 +28,7 @@ from jaxser.models import whisper
 @functools.lru_cache(maxsize=2)
 def _encoder(checkpoint: str):
   """(jitted mel, frames -> [B, L + 1, D] means, weights digest) of a Whisper checkpoint."""
-  from jaxser import pretrained
+  from jaxser.models import pretrained
   config, params, _ = pretrained.load_whisper(checkpoint)
   digest = hashlib.sha256()
   for leaf in jax.tree.leaves(params):

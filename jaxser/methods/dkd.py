@@ -9,14 +9,39 @@ each student row of the paper's ablation is one loss here, all on the cached log
     nckd   CE + β·NCKD                            ("NCKD" row)
     dkd    CE + α·TCKD + β·NCKD                   ("DKDFMH" row; α = 1, β = 8, T = 4)
 
-TCKD/NCKD follow mdistiller's DKD.py (jaxser.losses.dkd). mdistiller's linear warm-up
-of the DKD term is not applied: the DKDFMH paper does not mention one.
+TCKD/NCKD follow mdistiller's DKD.py (jaxser.losses.tckd / nckd / dkd). mdistiller's
+linear warm-up of the DKD term is not applied: the DKDFMH paper does not mention one.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
+import jax
+
 from jaxser import losses
 from jaxser.methods.common import ce  # noqa: F401  (a stage loss of this method)
+
+Array = jax.Array
+
+
+def dkdfmh_loss(student_logits: Array, teacher_logits: Array, labels: Array, *,
+                alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
+                ce_weight: float = 1.0, warmup_factor=1.0,
+                mask: Optional[Array] = None) -> tuple[Array, dict[str, Array]]:
+  """ce_weight·CE + warmup_factor·(α·TCKD + β·NCKD), the DKD of Zhao et al. 2022 (mdistiller).
+
+  warmup_factor is losses.dkd_warmup_factor(epoch, warmup) in mdistiller; 1 means no warm-up.
+  """
+  parts = {
+      "ce": losses.cross_entropy(student_logits, labels, mask=mask),
+      "tckd": losses.tckd(student_logits, teacher_logits, labels, temperature=temperature,
+                          mask=mask),
+      "nckd": losses.nckd(student_logits, teacher_logits, labels, temperature=temperature,
+                          mask=mask),
+  }
+  total = ce_weight * parts["ce"] + warmup_factor * (alpha * parts["tckd"] + beta * parts["nckd"])
+  return total, parts
 
 
 def kd(student_out, teacher_out, batch, cfg):
@@ -29,9 +54,9 @@ def kd(student_out, teacher_out, batch, cfg):
 
 
 def _decoupled(student_out, teacher_out, batch, cfg, alpha, beta):
-  return losses.dkdfmh_loss(student_out["logits"], teacher_out[cfg.teacher]["logits"],
-                            batch["label"], alpha=alpha, beta=beta,
-                            temperature=cfg.temperature, mask=batch["mask"])
+  return dkdfmh_loss(student_out["logits"], teacher_out[cfg.teacher]["logits"],
+                     batch["label"], alpha=alpha, beta=beta,
+                     temperature=cfg.temperature, mask=batch["mask"])
 
 
 def tckd(student_out, teacher_out, batch, cfg):

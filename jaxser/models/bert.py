@@ -2,7 +2,7 @@
 
 Embeddings (word, absolute position, token type), post-LN layers and the tanh
 pooler; flattened parameter paths joined by '.' are HF's state-dict keys modulo
-the leaf renames kernel/scale/embedding -> weight (see `jaxser.pretrained`).
+the leaf renames kernel/scale/embedding -> weight (see `jaxser.models.pretrained`).
 """
 
 from __future__ import annotations

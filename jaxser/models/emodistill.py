@@ -39,7 +39,7 @@ _DENSE_INIT = nn.initializers.normal(stddev=0.02)  # HF's initializer_range
 
 
 def _checkpoint_dir(checkpoint: str) -> str:
-  from jaxser import pretrained  # at call time: jaxser.pretrained imports the model modules
+  from jaxser.models import pretrained  # at call time: models.pretrained imports the model modules
   return pretrained.model_directory(checkpoint)
 
 
@@ -126,7 +126,7 @@ class TextClassifier(nn.Module):
     """
     if not self.checkpoint:
       return variables
-    from jaxser import pretrained
+    from jaxser.models import pretrained
     _, loaded, _ = pretrained.load_encoder(self.checkpoint, family="bert")
     params = unfreeze(variables["params"])
     if "pooler" not in loaded["params"]:
@@ -249,7 +249,7 @@ class EmoDistillStudent(nn.Module):
     """
     if not self.checkpoint:
       return variables
-    from jaxser import pretrained
+    from jaxser.models import pretrained
     cfg = self.encoder_config()
     state, source = pretrained.read_state_dict(_checkpoint_dir(self.checkpoint))
     encoder, ignored = pretrained.hf_state_dict_to_flax(state, cfg, source=source)

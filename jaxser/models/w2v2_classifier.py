@@ -84,7 +84,7 @@ class W2V2Classifier(nn.Module):
   def _hf_config(self) -> Optional[dict]:
     if not self.checkpoint:
       return None
-    from jaxser import pretrained
+    from jaxser.models import pretrained
     return read_hf_config(pretrained.model_directory(self.checkpoint))[0]
 
   @nn.nowrap
@@ -144,7 +144,7 @@ class W2V2Classifier(nn.Module):
     """
     if not self.checkpoint:
       return variables
-    from jaxser import pretrained
+    from jaxser.models import pretrained
     directory = pretrained.model_directory(self.checkpoint)
     cfg = self.encoder_config()
     state, source = pretrained.read_state_dict(directory)

@@ -5,7 +5,7 @@ post-LN transformer (wav2vec2-base, hubert-base) and the layer-norm feature
 extractor with a pre-LN ("stable layer norm") transformer (large / lv60 models).
 Flattened parameter paths joined by '.' are the HF state-dict keys, modulo the
 leaf renames kernel/scale -> weight and kernel transposes (see
-`jaxser.pretrained.flax_to_hf_state_dict`).
+`jaxser.models.pretrained.flax_to_hf_state_dict`).
 
 Also here: the config dataclass (`Wav2Vec2Config`, field names as in HF's
 config.json), shape presets, a grouped 1D convolution with a hand-written VJP
@@ -157,7 +157,7 @@ _TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, interme
              num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
 
 # Shapes of the HF checkpoints of the same name; dropout rates are HF defaults (the
-# checkpoints' config.json, read by jaxser.pretrained, is what loading uses).
+# checkpoints' config.json, read by jaxser.models.pretrained, is what loading uses).
 PRESETS: dict[str, Wav2Vec2Config] = {
     "hubert-base-ls960": Wav2Vec2Config(model_type="hubert", **_BASE),
     "hubert-large-ll60k": Wav2Vec2Config(model_type="hubert", **_LARGE),

@@ -5,7 +5,7 @@ positions (frozen, as HF's `requires_grad_(False)`) -> pre-LN transformer layers
 layer norm. T is 3000 frames in Whisper's own convention (30 s of audio, zero-padded), or
 any length up to that with the positions sliced to the frames present (HF accepts only
 3000). Flattened parameter paths joined by '.' are HF's state-dict keys modulo the leaf
-renames of `jaxser.pretrained` (kernel/scale/embedding -> weight, transposed kernels).
+renames of `jaxser.models.pretrained` (kernel/scale/embedding -> weight, transposed kernels).
 """
 
 from __future__ import annotations

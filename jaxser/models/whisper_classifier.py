@@ -78,7 +78,7 @@ class FeatureHead(nn.Module):
 class WhisperClassifier(nn.Module):
   """Log-mel [B, T, n_mels] + valid frames -> {'logits', 'embedding'} (+ hidden states).
 
-  `checkpoint` (see `jaxser.pretrained.load_whisper`) gives shape and weights, else
+  `checkpoint` (see `jaxser.models.pretrained.load_whisper`) gives shape and weights, else
   `preset`. `mask_padding=False` is Whisper's convention for 30 s padded input: every frame
   attends to the zero-padded tail; pooling always covers the valid frames only.
   `freeze_encoder` trains the head alone; `freeze_layers=k` keeps the convolutions and the
@@ -105,7 +105,7 @@ class WhisperClassifier(nn.Module):
   @nn.nowrap
   def encoder_config(self) -> whisper_lib.WhisperConfig:
     if self.checkpoint:
-      from jaxser import pretrained
+      from jaxser.models import pretrained
       cfg = pretrained.whisper_config(self.checkpoint)
     elif self.preset in whisper_lib.PRESETS:
       cfg = whisper_lib.PRESETS[self.preset]
@@ -204,7 +204,7 @@ class WhisperClassifier(nn.Module):
     """`variables` with the checkpoint's encoder weights (heads start fresh)."""
     if not self.checkpoint:
       return variables
-    from jaxser import pretrained
+    from jaxser.models import pretrained
     _, encoder, _ = pretrained.load_whisper(self.checkpoint)
     params = unfreeze(variables["params"])
     shapes = lambda t: jax.tree.map(jnp.shape, t)

@@ -413,8 +413,11 @@ def load_whisper(name_or_dir: str):
   The params are host (numpy) arrays: each user puts its own copy on the device, so a train
   step that donates its state cannot delete what the next stage loads.
   """
-  _, variables, config = load_encoder(name_or_dir, family="whisper")
-  return config, jax.tree.map(np.asarray, variables["params"]), os.fspath(name_or_dir)
+  # The first call may come from a model's `encoder_config()` inside a traced init: the
+  # weights are read and converted eagerly all the same.
+  with jax.ensure_compile_time_eval():
+    _, variables, config = load_encoder(name_or_dir, family="whisper")
+    return config, jax.tree.map(np.asarray, variables["params"]), os.fspath(name_or_dir)
 
 
 def whisper_config(name_or_dir: str) -> whisper_lib.WhisperConfig:
