@@ -21,8 +21,8 @@ Models, and the stage each comes from:
   whisper             whisper_classifier, whisper-base shape, random init, weighted layer sum,
                       CE, AdamW, 4 x 30 s padded log-mel (3000 x 80: HF takes no other length)
                       holding 3 s clips; inference: every hidden state of one padded 4 s clip
-  emodistill_student  configs/emodistill_emodb.py emodistill: the student on cached teacher
-                      logits and embeddings, the EmoDistill loss, AdamW + clip, 32 x 2 s
+  emodistill_student  small-hubert with the heads and loss of configs/emodistill_emodb.py
+                      emodistill: the student on cached teacher logits and embeddings, the EmoDistill loss, AdamW + clip, 32 x 2 s
 Inference rows: batch 1 at 1 s and 4 s (whisper: the one 30 s padded clip).
 --quick swaps in tiny encoder presets (tiny-hubert, tiny-whisper), small batches and the
 first inference length only: a check that the script runs, not a measurement.
@@ -68,7 +68,8 @@ import transformers  # noqa: E402
 import bench_torch  # noqa: E402
 from jaxser import io_utils, sharding, trainer  # noqa: E402
 from jaxser.config_utils import load_config_file  # noqa: E402
-from jaxser.experiment import param_count, resolve_stage_train  # noqa: E402
+from jaxser.experiment import param_count  # noqa: E402
+from jaxser.stage_plan import resolve_stage_train  # noqa: E402
 from jaxser.models.registry import build_model  # noqa: E402
 
 MODELS = ("litecnn", "dkdfmh", "hubert", "whisper", "emodistill_student")
@@ -173,9 +174,12 @@ def whisper_spec(quick: bool) -> Spec:
 
 def emodistill_spec(quick: bool) -> Spec:
   config, stage, cfg = _stage("emodistill_emodb.py", "emodistill")
-  model = stage.model.to_dict()
-  if quick:
-    model["preset"] = "tiny-hubert"
+  # The HuBERT-shaped student (the paper's encoder family, and the row's figures so far) with
+  # the config's heads, loss and teachers; the config itself now fine-tunes Whisper-base.
+  model = {k: v for k, v in stage.model.to_dict().items()
+           if k not in ("checkpoint", "freeze_layers")}
+  model.update(name="emodistill_student", preset="tiny-hubert" if quick else "small-hubert")
+  cfg = ml_collections.ConfigDict(dict(cfg.to_dict(), batch_size=32))
   lc = stage.loss_cfg
   teachers = {lc.linguistic: model["linguistic_dim"], lc.prosodic: model["prosodic_dim"]}
   return Spec(f"configs/emodistill_emodb.py emodistill ({model['preset']})", model, cfg,

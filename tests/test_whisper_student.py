@@ -114,3 +114,19 @@ def test_emodistill_whisper_student_heads_and_frozen_layers():
   layer_frozen = {k[2]: v for k, v in frozen.items() if k[1] == "layers"}
   assert layer_frozen == {"0": True, "1": True, "2": True, "3": False}
   assert not any(v for k, v in frozen.items() if k[0] != "encoder")
+
+
+def test_a_checkpoint_first_read_inside_a_traced_init_loads(tmp_path):
+  """`encoder_config()` runs inside `jax.jit(model.init)`; the first read of a checkpoint
+  there once failed converting traced weights (TracerArrayConversionError)."""
+  from jaxser.models import pretrained
+  from test_whisper import _tiny_checkpoint
+  checkpoint = _tiny_checkpoint(tmp_path)
+  pretrained.load_whisper.cache_clear()
+  model = WhisperClassifier(3, checkpoint=checkpoint, frontend="whisper_logmel")
+  wave = jnp.asarray(_wave(0.5)[None])
+  variables = jax.jit(model.init)(jax.random.key(0), wave, jnp.array([8000]))
+  loaded = model.load_pretrained(jax.device_get(variables))["params"]["encoder"]
+  _, params, _ = pretrained.load_whisper(checkpoint)
+  for k, v in flatten_dict(params).items():
+    np.testing.assert_array_equal(flatten_dict(loaded)[k], v)
