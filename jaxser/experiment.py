@@ -25,10 +25,9 @@ from jaxser.config_utils import config_hash, to_dict
 from jaxser.data import normalization, teacher_cache
 from jaxser.data.inputs import build_inputs
 from jaxser.data.pipeline import Pipeline
-from jaxser.data.spec_augment import SpecAugment
 from jaxser.methods import common
 from jaxser.models.registry import build_model
-from jaxser.stage_features import init_from, noise, segments
+from jaxser.stage_features import augmenters, init_from, noise, segments, test_inputs
 
 
 def param_count(tree) -> int:
@@ -132,13 +131,8 @@ class Experiment:
                                         self.corpus.num_classes)
 
   def _augment(self, name, inputs, train_ids):
-    """The stage's training-batch augmenter: waveform noise (`stages.<name>.noise`), feature
-    masking (`stages.<name>.spec_augment`), or None."""
-    # `stage_checks.check_stage` refused both at once, and masking of inputs without frames.
-    stage = self.config.stages[name]
-    if not stage.get("spec_augment"):
-      return noise.augmenter(self.config, self.corpus, name, inputs, train_ids)
-    return SpecAugment(stage.spec_augment, self.config.seed, f"config.stages.{name}.spec_augment")
+    """The stage's training-batch augmenter, or None (`stage_features.augmenters`)."""
+    return augmenters.augmenter(self.config, self.corpus, name, inputs, train_ids)
 
   def _needed_later(self, name) -> bool:
     return (any(name in self.config.stages[s].get("teachers", ()) for s in self.config.stage_order)
@@ -241,7 +235,9 @@ class Experiment:
     fold_dir = os.path.join(self.workdir, fold.name)
     start = init_from.source(self.config.stages[name])
     new_state = lambda steps: sharding.put_replicated(trainer.create_state(
-        steps["model"], {"x": inputs.x[:1], "length": inputs.length[:1]}, steps["tx"], rng,
+        steps["model"], {"x": inputs.x[:1], "length": inputs.length[:1],
+                         "fields": {k: v[:1] for k, v in (inputs.fields or {}).items()}},
+        steps["tx"], rng,
         init_from.init_variables(self.config, name, steps["model"], fold_dir,
                                  self.stage_hash(start) if start else "")), self.mesh)
     valid_ds = noise.valid_dataset(self.config, self.corpus, name, inputs, fold, train_ids,
@@ -355,4 +351,6 @@ class Experiment:
         "predictions": {"ids": list(run.fold.test),
                         "pred": test["outputs"]["logits"].argmax(1).tolist()},
         "noisy": noisy,
+        **test_inputs.results(self.config, self.corpus, run, lambda ds: self._evaluate(
+            run, best, run.fold.test, ds)["metrics"]),
     }

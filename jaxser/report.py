@@ -227,6 +227,7 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
       "compare": [paired_differences(results, folds, a, b) for a, b in pairs],
       "efficiency": efficiency_section(config, efficiency) if efficiency else {},
       "noisy": noise_grid(results, folds, stages),
+      "test_inputs": test_inputs_section(results, folds, stages),
       "seconds": round(seconds, 1), "train_seconds": round(train_seconds, 1),
       "config": to_dict(config),
   }
@@ -234,6 +235,31 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
   io_utils.write_json(stem + ".json", rep)
   io_utils.write_text(stem + ".md", markdown(rep))
   return rep
+
+
+def test_inputs_section(results, folds, stages) -> dict:
+  """{stage: {variant: {metric: {mean, std}}}} of stages also tested on changed inputs
+  (`stages.<name>.test_inputs`)."""
+  out = {}
+  for stage in stages:
+    runs = [results[f.name][stage].get("test_inputs") or {} for f in folds]
+    for variant in runs[0]:
+      out.setdefault(stage, {})[variant] = {
+          m: dict(zip(("mean", "std"), metrics_lib.mean_std(r[variant][m] for r in runs)))
+          for m in METRICS}
+  return out
+
+
+def _test_inputs_lines(rep) -> list[str]:
+  if not rep.get("test_inputs"):
+    return []
+  lines = ["", "## Tested on changed inputs (stages.<name>.test_inputs), mean ± std over "
+           "folds (%)", "", "| stage [inputs] | " + " | ".join(METRICS) + " |",
+           "|---|" + "---:|" * len(METRICS)]
+  for stage, variants in rep["test_inputs"].items():
+    for variant, s in variants.items():
+      lines.append(f"| {stage} [{variant}] | " + " | ".join(_pm(s[m]) for m in METRICS) + " |")
+  return lines
 
 
 def _bad_files(config, corpus) -> dict:
@@ -418,6 +444,7 @@ def markdown(rep) -> str:
   lines += _compare_lines(rep)
   lines += _efficiency_lines(rep)
   lines += _noise_lines(rep)
+  lines += _test_inputs_lines(rep)
   lines += ["", "## UA / WA per fold (%)", "",
             "| fold | " + " | ".join(f"{s} UA | {s} WA" for s in rep["stages"]) + " |",
             "|---|" + "---:|---:|" * len(rep["stages"])]

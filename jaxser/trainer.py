@@ -97,7 +97,8 @@ def create_state(model: nn.Module, batch: dict, tx, rng, init_variables=None) ->
   (e.g. copies a teacher's layers) before the optimizer state is made."""
   init_rng, state_rng = jax.random.split(rng)
   variables = jax.jit(functools.partial(model.init, train=False))(
-      {"params": init_rng, "dropout": init_rng}, batch["x"], batch["length"])
+      {"params": init_rng, "dropout": init_rng}, batch["x"], batch["length"],
+      **batch.get("fields", {}))
   # A model that starts from a checkpoint (e.g. a HuggingFace encoder) swaps it in here:
   # `load_pretrained(variables) -> variables`, on the host, once per stage.
   if hasattr(model, "load_pretrained"):
@@ -136,8 +137,8 @@ def make_train_step(model: nn.Module, tx, loss_fn: LossFn, loss_cfg, mesh,
 
     def compute(params):
       out, updates = model.apply(_variables(params, state.batch_stats), batch["x"],
-                                 batch["length"], train=True, rngs={"dropout": rng},
-                                 mutable=["batch_stats"])
+                                 batch["length"], **batch.get("fields", {}), train=True,
+                                 rngs={"dropout": rng}, mutable=["batch_stats"])
       loss, metrics = loss_fn(out, teacher_fn(batch), batch, loss_cfg)
       return loss, (metrics, updates)
 
@@ -160,7 +161,7 @@ def make_predict_step(model: nn.Module, mesh, keys=("logits", "embedding")):
 
   def predict(state: TrainState, batch):
     out = model.apply(_variables(state.params, state.batch_stats), batch["x"], batch["length"],
-                      train=False)
+                      **batch.get("fields", {}), train=False)
     return {k: out[k] for k in keys if k in out}
 
   jitted = jax.jit(predict, in_shardings=(sharding.replicated(mesh), sharding.data_sharding(mesh)),

@@ -40,7 +40,9 @@ def _synthetic_utts(num_speakers=6, per_speaker=20, num_classes=4):
           for s in range(num_speakers) for i in range(per_speaker)]
 
 
-SPEAKER_INDEPENDENT = [p for p in folds.PROTOCOLS if p != "stratified_random"]
+# predefined_split reads the corpus's own split from `session` (tested on its own below).
+SPEAKER_INDEPENDENT = [p for p in folds.PROTOCOLS if p not in ("stratified_random",
+                                                                "predefined_split")]
 
 
 def _assert_no_leak(utts, fold_list):
@@ -187,3 +189,12 @@ def test_too_many_validation_speakers_is_a_clear_error():
     folds.make_folds(utts, "speaker_kfold", seed=0, num_folds=3, valid_speakers=4)
   with pytest.raises(UserError, match="valid_speakers=0.*1 or more"):
     folds.make_folds(utts, "leave_one_speaker_out", seed=0, valid_speakers=0)
+
+
+def test_predefined_split_reads_the_split_from_sessions():
+  utts = [Utterance(id=f"u{i}", speaker=f"d{i}_M", label=0, session=s)
+          for i, s in enumerate(["train", "train", "dev", "test"])]
+  (f,) = folds.make_folds(utts, "predefined_split", seed=0)
+  assert (f.train, f.valid, f.test) == (("u0", "u1"), ("u2",), ("u3",))
+  with pytest.raises(UserError, match="no utterances in"):
+    folds.make_folds(utts[:2], "predefined_split", seed=0)

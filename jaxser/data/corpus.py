@@ -37,6 +37,7 @@ class Corpus:
   `features.audio.REASONS`): `registry.load_corpus` stops on them unless told to skip them.
   `waveforms` holds audio by utterance id when it lives in memory (synthetic
   corpus, TFDS-prepared corpora); otherwise audio is read from `Utterance.path`.
+  `vectors` holds per-utterance features of corpora that come without audio.
   """
 
   name: str
@@ -46,6 +47,9 @@ class Corpus:
   skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
   bad_files: dict[str, str] = dataclasses.field(default_factory=dict)
   waveforms: Optional[dict[str, np.ndarray]] = None
+  # Per-utterance feature vectors by modality ("audio", "text", "visual" -> {id: [D]}) of a
+  # corpus that comes as features, not audio (COGMEN's pickle, the synthetic dialogues).
+  vectors: Optional[dict[str, dict[str, np.ndarray]]] = None
 
   def __post_init__(self):
     ids = [u.id for u in self.utterances]

@@ -11,6 +11,8 @@ from the test fold.
   leave_one_session_out_speaker_valid
                           one speaker tests; the other speaker of its session validates;
                           the other sessions train (IEMOCAP: 10 folds)
+  predefined_split        the corpus's own split: each utterance's `session` names it
+                          ("train" / "dev" / "test"; COGMEN's pickle, the synthetic dialogues)
   stratified_random       speaker-DEPENDENT random 80/20 split, stratified by class;
                           valid = a stratified fraction of the training part
 `protocol_label(fold)` gives the label a report must print next to a fold's figures.
@@ -170,12 +172,29 @@ def stratified_random(utts, rng, test_fraction=0.2, valid_fraction=0.1, repeats=
   return folds
 
 
+def predefined_split(utts, rng, train="train", valid="dev", test="test"):
+  """One fold: the corpus's own split, read from `Utterance.session` (corpora whose dialogues
+  come split, e.g. COGMEN's pickle: trainVids / its first 10 % as dev / test_vids). Speakers
+  there are per dialogue, so no speaker is on two sides."""
+  del rng
+  parts = {k: [u for u in utts if u.session == v] for k, v in
+           (("train", train), ("valid", valid), ("test", test))}
+  empty = [k for k, v in parts.items() if not v]
+  if empty:
+    raise UserError(f"predefined_split: no utterances in {empty} (sessions present: "
+                    f"{sorted({u.session for u in utts})}); the corpus must name its split "
+                    f"{train!r} / {valid!r} / {test!r} in each utterance's session")
+  return [Fold("fold_0", *(_ids(parts[k]) for k in ("train", "valid", "test")),
+               "predefined_split", True)]
+
+
 PROTOCOLS = {
     "leave_one_speaker_out": leave_one_speaker_out,
     "speaker_kfold": speaker_kfold,
     "session_kfold": session_kfold,
     "leave_one_session_out_speaker_valid": leave_one_session_out_speaker_valid,
     "stratified_random": stratified_random,
+    "predefined_split": predefined_split,
 }
 
 

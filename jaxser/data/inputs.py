@@ -40,6 +40,10 @@ class InputArrays:
   time_axis: bool = True  # axis 1 is time (valid to `length`); False for [N, F] vectors
   per_epoch: str = "all"  # training segments per utterance and epoch: "all" or "one"
   start: np.ndarray | None = None  # [N] when segmented: first entry of each segment in its source
+  # Dialogue inputs (data/dialogue_inputs.py): an example holds many utterances.
+  members: np.ndarray | None = None  # [N, T] utterance id of every slot ("" on padding)
+  fields: dict | None = None  # extra per-example batch fields the model takes (speakers [N, T])
+  streams: tuple | None = None  # ((modality letter, width), ...): x's columns, in order
 
   @property
   def segmented(self) -> bool:
@@ -48,6 +52,8 @@ class InputArrays:
   def example_ids(self, utt_ids, train: bool) -> np.ndarray:
     """Ids of the examples that stand for `utt_ids`: the utterances, or their segments."""
     utt_ids = list(utt_ids)
+    if self.members is not None:
+      return self._dialogues_of(utt_ids)
     if not self.segmented:
       return np.asarray(utt_ids)
     split = "train" if train else "eval"
@@ -74,6 +80,23 @@ class InputArrays:
     if not self.segmented:
       return np.asarray(list(example_ids))
     return self.utt[self.rows(example_ids)]
+
+  def _dialogues_of(self, utt_ids) -> np.ndarray:
+    """The dialogues holding `utt_ids` (first-appearance order); each must be whole."""
+    rows = list(dict.fromkeys(self._dialogue_row[u] for u in utt_ids))
+    asked = set(utt_ids)
+    split = [str(self.ids[r]) for r in rows
+             if not set(self.members[r][self.members[r] != ""]) <= asked]
+    if split:
+      from jaxser.errors import UserError
+      raise UserError(f"input kind 'dialogue': the fold splits dialogues {split[:3]} between "
+                      "train / valid / test; use a protocol that keeps dialogues whole "
+                      "(session_kfold, predefined_split)")
+    return self.ids[rows]
+
+  @functools.cached_property
+  def _dialogue_row(self) -> dict[str, int]:
+    return {u: i for i, row in enumerate(self.members.tolist()) for u in row if u}
 
   @functools.cached_property
   def _rows_by_utt(self) -> dict[tuple[str, str], list[int]]:
@@ -295,7 +318,13 @@ def tokens(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   return [row[:n] for row, n in zip(ids, lengths)], max_len
 
 
-KINDS = {"waveform": waveform, "logfbank": logfbank, "egemaps_functionals": egemaps_functionals,
+def dialogue(corpus: Corpus, cfg) -> InputArrays:
+  """One example per dialogue (data/dialogue_inputs.py): returns InputArrays itself."""
+  from jaxser.data import dialogue_inputs
+  return dialogue_inputs.build(corpus, cfg)
+
+
+KINDS = {"waveform": waveform, "dialogue": dialogue, "logfbank": logfbank, "egemaps_functionals": egemaps_functionals,
          "compare_functionals": compare_functionals,
          "egemaps_lld": egemaps_lld, "tokens": tokens, "whisper_logmel": whisper_logmel,
          "whisper_layers": whisper_layers}
@@ -308,6 +337,8 @@ def build_inputs(corpus: Corpus, cfg) -> InputArrays:
     raise ValueError(f"input kind {cfg.kind!r} is unknown; choose one of {sorted(KINDS)}")
   # A kind returns (sequences, padded length) or, when the valid part of a sequence is
   # shorter than the sequence (30 s padded log-mel), also the valid lengths.
+  if cfg.kind == "dialogue":  # examples are dialogues, not utterances
+    return dialogue(corpus, cfg)
   if cfg.get("segment") and cfg.kind in POOLED_KINDS:
     arrays = _pooled_windows(corpus, cfg)
   elif cfg.get("segment"):

@@ -51,7 +51,8 @@ def _table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
 
 
 class Pipeline:
-  """Batches of {x, length, label, mask, teacher: {name: {key: array}}} for lists of ids.
+  """Batches of {x, length, label, mask, teacher: {name: {key: array}}} for lists of ids
+  (and `fields`: {name: array} when the inputs have extra model inputs, e.g. speakers).
 
   Inputs and caches are held as tensors once (cache arrays over `IN_MEMORY_BYTES` are read
   from their memory-mapped files batch by batch); each epoch only re-orders ids, with a
@@ -67,6 +68,7 @@ class Pipeline:
       self._x = tf.constant(inputs.x)
       self._length = tf.constant(inputs.length)
       self._label = tf.constant(inputs.label)
+      self._fields = {k: tf.constant(v) for k, v in (inputs.fields or {}).items()}
       self._teachers = {}
       for name, cache in self.caches.items():
         self._teachers[name] = (_table(cache.ids),
@@ -77,6 +79,8 @@ class Pipeline:
     batch = {"x": tf.gather(self._x, rows), "length": tf.gather(self._length, rows),
              "label": tf.gather(self._label, rows),
              "mask": tf.ones_like(rows, dtype=tf.float32)}
+    if self._fields:  # extra model inputs (dialogue speakers), passed as keywords
+      batch["fields"] = {k: tf.gather(v, rows) for k, v in self._fields.items()}
     if self._teachers:
       batch["teacher"] = {}
       for name, (table, arrays) in self._teachers.items():

@@ -1,6 +1,7 @@
 """`load_corpus(config.corpus)`: the one entry from a corpus config to a Corpus.
 
-Real corpora (`name` in iemocap / cremad / emodb) read the user's copy at
+`synthetic_dialogues` and `cogmen_pickle` (`path`) are dialogues of features
+(data/dialogue_corpus.py). Real corpora (`name` in iemocap / cremad / emodb) read the user's copy at
 `manual_dir`. Keys of the corpus config:
   manual_dir   the release folder (layouts in each scanner's docstring); required
   sample_rate  audio is resampled to it (default 16000)
@@ -25,6 +26,7 @@ import inspect
 import os
 import sys
 
+from jaxser.data import dialogue_corpus
 from jaxser.data.corpus import Corpus
 from jaxser.errors import UserError
 
@@ -47,9 +49,11 @@ def class_names(cfg) -> tuple[str, ...]:
   if name == "synthetic":
     from jaxser.data import synthetic
     return tuple(synthetic.CLASS_NAMES)
+  if name in dialogue_corpus.BUILDERS:
+    return dialogue_corpus.class_names(cfg)
   if name not in SCANNERS:
     raise ValueError(f"config.corpus.name={name!r} is unknown; "
-                     f"choose one of {['synthetic'] + sorted(SCANNERS)}")
+                     f"choose one of {['synthetic'] + sorted(dialogue_corpus.BUILDERS) + sorted(SCANNERS)}")
   module = importlib.import_module(SCANNERS[name])
   if hasattr(module, "CLASS_LISTS"):  # a corpus with selectable class lists (IEMOCAP)
     default = inspect.signature(module.scan).parameters["classes"].default
@@ -87,9 +91,11 @@ def load_corpus(cfg, skip_bad_files: bool = False) -> Corpus:
   if name == "synthetic":
     from jaxser.data import synthetic
     return synthetic.build(cfg)
+  if name in dialogue_corpus.BUILDERS:  # dialogues of features, no audio
+    return dialogue_corpus.BUILDERS[name](cfg)
   if name not in SCANNERS:
     raise ValueError(f"config.corpus.name={name!r} is unknown; "
-                     f"choose one of {['synthetic'] + sorted(SCANNERS)}")
+                     f"choose one of {['synthetic'] + sorted(dialogue_corpus.BUILDERS) + sorted(SCANNERS)}")
   module = importlib.import_module(SCANNERS[name])
   manual_dir = cfg.get("manual_dir")
   if not manual_dir:

@@ -87,5 +87,11 @@ def aggregate(segment_logits: np.ndarray, segment_utt_index: np.ndarray, num_utt
 def utterance_logits(segment_logits: np.ndarray, segment_utt_index: np.ndarray, num_utts: int,
                      how: str = "mean_prob") -> np.ndarray:
   """`aggregate` as logits [num_utts, C]: log of mean probabilities or vote shares, or mean logits."""
+  if how == "slots":  # dialogue examples [N, T, C]: the utterance of every slot (-1: padding)
+    flat = np.asarray(segment_logits).reshape(-1, segment_logits.shape[-1])
+    index = np.asarray(segment_utt_index)
+    out = np.zeros((num_utts, flat.shape[1]), np.float32)
+    out[index[index >= 0]] = flat[index >= 0]
+    return out
   scores = aggregate(segment_logits, segment_utt_index, num_utts, how)
   return scores if how == "mean_logit" else np.log(np.maximum(scores, 1e-7))

@@ -174,3 +174,11 @@ class COGMEN(nn.Module):
     logits = nn.Dense(self.num_classes, name="clf_lin2")(z)
     return {"logits": logits.reshape(b, t, self.num_classes),
             "embedding": g.reshape(b, t, -1), "mask": mask}
+
+
+class DialogueCOGMEN(COGMEN):
+  """COGMEN as a stage model: `(x [B, T, D], length [B], *, speakers [B, T], train)`, the call
+  the trainer makes for `dialogue` inputs (their `speakers` batch field comes as a keyword)."""
+
+  def __call__(self, x, length, *, speakers, train: bool = False):
+    return COGMEN.__call__(self, x, speakers, length, train=train)

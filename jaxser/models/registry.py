@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jaxser.models.cogmen import DialogueCOGMEN
 from jaxser.models.dkdfmh import DKDFMH
 from jaxser.models.emodistill import EmoDistillStudent, EmoDistillWhisperStudent, TextClassifier
 from jaxser.models.litecnn import LiteCNN
@@ -11,7 +12,7 @@ from jaxser.models.spectral_cnn import SpectralCNN
 from jaxser.models.w2v2_classifier import W2V2Classifier
 from jaxser.models.whisper_classifier import FeatureHead, WhisperClassifier
 
-MODELS = {"dkdfmh": DKDFMH, "emodistill_student": EmoDistillStudent,
+MODELS = {"cogmen": DialogueCOGMEN, "dkdfmh": DKDFMH, "emodistill_student": EmoDistillStudent,
           "emodistill_whisper_student": EmoDistillWhisperStudent, "litecnn": LiteCNN,
           "mlp": MLP, "prosodic_resnet": ProsodicResNet, "spectral_cnn": SpectralCNN,
           "text_classifier": TextClassifier, "w2v2_classifier": W2V2Classifier,

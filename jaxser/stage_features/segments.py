@@ -7,11 +7,15 @@ import numpy as np
 
 
 def groups(inputs, utt_ids):
-  """`trainer.evaluate` groups for segmented inputs of `utt_ids` (None when unsegmented)."""
-  if not inputs.segmented:
+  """`trainer.evaluate` groups for segmented inputs of `utt_ids` (None when unsegmented);
+  for dialogue inputs the utterance of every slot of their dialogues ("slots")."""
+  if not inputs.segmented and inputs.members is None:
     return None
   utt_ids = list(utt_ids)
   position = {u: i for i, u in enumerate(utt_ids)}
+  if inputs.members is not None:
+    members = inputs.members[inputs.rows(inputs.example_ids(utt_ids, train=False))]
+    return np.asarray([position.get(m, -1) for m in members.ravel()]), len(utt_ids), "slots"
   utts = inputs.example_utts(inputs.example_ids(utt_ids, train=False))
   return np.asarray([position[u] for u in utts]), len(utt_ids), inputs.aggregate
 

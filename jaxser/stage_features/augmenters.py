@@ -1,0 +1,20 @@
+"""A stage's training-batch augmenter, picked from its settings (each excludes the others):
+waveform noise (`stages.<name>.noise`), feature masking (`spec_augment`), or modality masking
+of dialogue inputs (`modality_mask`, COGMEN's masked training); None without one."""
+
+from __future__ import annotations
+
+from jaxser.data.spec_augment import SpecAugment
+from jaxser.stage_features import modality_mask, noise
+
+
+def augmenter(config, corpus, name: str, inputs, train_ids):
+  # `stage_checks.check_stage` refused noise with spec_augment, and masking of inputs without
+  # frames; `modality_mask` wins over both (not checked yet) and refuses inputs without streams.
+  stage = config.stages[name]
+  if stage.get("modality_mask"):
+    return modality_mask.ModalityMask(stage.modality_mask, config.seed, inputs.streams,
+                                      f"config.stages.{name}.modality_mask")
+  if stage.get("spec_augment"):
+    return SpecAugment(stage.spec_augment, config.seed, f"config.stages.{name}.spec_augment")
+  return noise.augmenter(config, corpus, name, inputs, train_ids)
