@@ -52,47 +52,28 @@ TAU_L = (1.0, 2.0, 3.0, 4.0, 5.0, 8.0)
 TAU_P = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkpoint: str,
-          max_seconds: float, max_tokens: int, batch_size: int, grad_accum_steps: int,
-          epochs: int, variant: str = "ablation", student_name: str = "emodistill_student",
-          waveform: dict | None = None, train: dict | None = None,
-          prosodic: dict | None = None):
-  """The EmoDistill config; variant "ablation", "tau_l_sweep" or "tau_p_sweep".
-
-  `student`: the student's encoder settings (model `student_name`); `waveform`: its input
-  (default: `max_seconds`, normalised); `train`: changes to the train block; `prosodic`:
-  changes to the prosodic teacher's model / input / train."""
-  c = ml_collections.ConfigDict()
-  c.name = name
-  c.seed = 42
-  c.method = "emodistill"
-  c.corpus = corpus
-  c.protocol = protocol
-  c.train = dict(dict(
-      optimizer="adamw", learning_rate=1e-4, weight_decay=0.01, schedule="warmup_cosine",
-      warmup_epochs=1, grad_clip_norm=1.0, grad_accum_steps=grad_accum_steps, epochs=epochs,
-      batch_size=batch_size, eval_batch_size=32, select="ua",
-      plateau=dict(patience=0, factor=0.5, monitor="loss"),
-      early_stopping=dict(patience=0, monitor="ua")), **(train or {}))
-  prosodic = prosodic or {}
-
+def _teachers(text_checkpoint: str, max_seconds: float, max_tokens: int, changes: dict) -> dict:
+  """The prosodic (ResNet on eGeMAPS LLDs, `changes` to its model / input / train) and the
+  linguistic (BERT on the transcript) teacher stages."""
   prosodic = dict(model={**dict(name="prosodic_resnet", widths=(16, 32, 64, 128),
-                                embedding_dim=128, dropout=0.2), **prosodic.get("model", {})},
+                                embedding_dim=128, dropout=0.2), **changes.get("model", {})},
                   input={**dict(kind="egemaps_lld", max_seconds=max_seconds),
-                         **prosodic.get("input", {})},
+                         **changes.get("input", {})},
                   loss="ce", loss_cfg=dict(label_smoothing=0.0), teachers=(),
                   train=stage_train(**{**dict(optimizer="adam", learning_rate=1e-3,
                                               weight_decay=0.0, schedule="constant",
                                               grad_accum_steps=1),
-                                       **prosodic.get("train", {})}))
+                                       **changes.get("train", {})}))
   text_model = dict(name="text_classifier", checkpoint=text_checkpoint, embedding_dim=256)
   linguistic = dict(model=text_model, input=dict(kind="tokens", checkpoint=text_checkpoint,
                                                  max_len=max_tokens),
                     loss="ce", loss_cfg=dict(label_smoothing=0.0), teachers=(),
                     train=stage_train(learning_rate=2e-5, grad_accum_steps=1))
-  student_model = dict(name=student_name, linguistic_dim=256, prosodic_dim=128,
-                       head_dim=256, classifier_hidden=256, dropout=0.1, **student)
-  waveform = waveform or dict(kind="waveform", max_seconds=max_seconds, normalize=True)
+  return dict(prosodic=prosodic, linguistic=linguistic)
+
+
+def _students(student_model: dict, waveform: dict) -> tuple[dict, dict]:
+  """({stage: student stage} of Table 2's rows and both τ sweeps, {variant: sweep stages})."""
   weights = dict(linguistic="linguistic", prosodic="prosodic", alpha=1.0, beta=10.0, gamma=2.0,
                  tau_l=5.0, tau_p=0.5)
 
@@ -103,7 +84,6 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
                 teachers=teachers, train=stage_train())
 
   stages = dict(
-      prosodic=prosodic, linguistic=linguistic,
       student_alone=dict(model=student_model, input=waveform, loss="ce",
                          loss_cfg=dict(label_smoothing=0.0), teachers=(), train=stage_train()),
       emodistill=student_stage(), no_logits=student_stage(alpha=0.0),
@@ -117,6 +97,31 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
     stages.update({n: student_stage(**{key: t}) for n, t in zip(names, values)
                    if n != "emodistill"})
     sweeps[f"{key}_sweep"] = tuple(names)
+  return stages, sweeps
+
+
+def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkpoint: str,
+          max_seconds: float, max_tokens: int, batch_size: int, grad_accum_steps: int,
+          epochs: int, variant: str = "ablation", student_name: str = "emodistill_student",
+          waveform: dict | None = None, train: dict | None = None,
+          prosodic: dict | None = None):
+  """The EmoDistill config; variant "ablation", "tau_l_sweep" or "tau_p_sweep".
+
+  `student`: the student's encoder settings (model `student_name`); `waveform`: its input
+  (default: `max_seconds`, normalised); `train`: changes to the train block; `prosodic`:
+  changes to the prosodic teacher's model / input / train."""
+  c = ml_collections.ConfigDict()
+  c.name, c.seed, c.method, c.corpus, c.protocol = name, 42, "emodistill", corpus, protocol
+  c.train = dict(dict(
+      optimizer="adamw", learning_rate=1e-4, weight_decay=0.01, schedule="warmup_cosine",
+      warmup_epochs=1, grad_clip_norm=1.0, grad_accum_steps=grad_accum_steps, epochs=epochs,
+      batch_size=batch_size, eval_batch_size=32, select="ua",
+      plateau=dict(patience=0, factor=0.5, monitor="loss"),
+      early_stopping=dict(patience=0, monitor="ua")), **(train or {}))
+  student_model = dict(name=student_name, linguistic_dim=256, prosodic_dim=128,
+                       head_dim=256, classifier_hidden=256, dropout=0.1, **student)
+  students, sweeps = _students(student_model, waveform or dict(
+      kind="waveform", max_seconds=max_seconds, normalize=True))
   # Every variant holds every stage and differs only in the stages it runs and its report's
   # name, so the variants may share one run directory and its teachers
   # (train.prepare_workdir).
@@ -131,7 +136,8 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
   c.report = dict(compare=(("emodistill", "student_alone"), ("emodistill", "no_logits"),
                            ("emodistill", "no_embeddings"), ("emodistill", "no_linguistic"),
                            ("emodistill", "no_prosodic")), latency_repeats=0, file=report_file)
-  c.stages = ml_collections.ConfigDict(stages)
+  c.stages = ml_collections.ConfigDict({
+      **_teachers(text_checkpoint, max_seconds, max_tokens, prosodic or {}), **students})
   return c
 
 
