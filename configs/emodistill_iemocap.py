@@ -17,14 +17,9 @@ not say): 8 s of audio per utterance, 64 tokens per transcript, 20 epochs.
 Stages, ablations and sweeps: configs/emodistill_emodb.py.
 """
 
-import importlib.util
-import os
+from jaxser.config_utils import load_sibling
 
-_spec = importlib.util.spec_from_file_location(
-    "emodistill_emodb",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "emodistill_emodb.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+_base = load_sibling(__file__, "emodistill_emodb")
 
 STUDENTS = {
     "base": (dict(checkpoint="facebook/hubert-base-ls960", preset=""), 4),

@@ -17,13 +17,9 @@ utterances x 13 layers x 200 frames x 768, fp16: ~22 GB) and the tf.data pipelin
 teacher caches in memory: budget the host RAM for it. Stages: configs/mlkd_emodb.py.
 """
 
-import importlib.util
-import os
+from jaxser.config_utils import load_sibling
 
-_spec = importlib.util.spec_from_file_location(
-    "mlkd_emodb", os.path.join(os.path.dirname(os.path.abspath(__file__)), "mlkd_emodb.py"))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+_base = load_sibling(__file__, "mlkd_emodb")
 
 
 def get_config():
