@@ -179,6 +179,29 @@ def efficiency_section(config, efficiency: dict) -> dict:
   return out
 
 
+def stage_summary(results, folds, stage: str, class_names) -> dict:
+  """A stage's test metrics over folds (mean, std), pooled confusion and recalls, fit and
+  parameter count."""
+  rows = [results[f.name][stage]["test"] for f in folds]
+  summary = {m: dict(zip(("mean", "std"), metrics_lib.mean_std(r[m] for r in rows)))
+             for m in METRICS}
+  cm = np.sum([r["confusion"] for r in rows], axis=0)
+  summary["confusion"] = cm.tolist()
+  summary["pooled"] = metrics_lib.from_confusion(cm)
+  summary["recall"] = dict(zip(class_names, metrics_lib.recalls(cm)))
+  fits = [results[f.name][stage].get("train_fit") for f in folds]
+  if all(fits):  # results written before train_fit was recorded have none
+    summary["fit"] = {
+        "train_ua": metrics_lib.mean_std(x["ua"] for x in fits)[0],
+        "train_loss": metrics_lib.mean_std(x["loss"] for x in fits)[0],
+        "valid_loss": metrics_lib.mean_std(results[f.name][stage]["valid"]["loss"]
+                                           for f in folds)[0],
+        "best_epoch": metrics_lib.mean_std(results[f.name][stage]["best_epoch"] + 1
+                                           for f in folds)[0]}
+  summary["params"] = results[folds[0].name][stage]["params"]
+  return summary
+
+
 def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
           efficiency: dict | None = None) -> dict:
   """Writes <file>.json, <file>.md (`file_stem`) and confusion PNGs under `workdir`; returns
@@ -191,26 +214,11 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
   pairs = compare_pairs(config)
   summary, per_fold = {}, {}
   for stage in stages:
-    rows = [results[f.name][stage]["test"] for f in folds]
-    summary[stage] = {m: dict(zip(("mean", "std"), metrics_lib.mean_std(r[m] for r in rows)))
-                      for m in METRICS}
-    cm = np.sum([r["confusion"] for r in rows], axis=0)
-    summary[stage]["confusion"] = cm.tolist()
-    summary[stage]["pooled"] = metrics_lib.from_confusion(cm)
-    summary[stage]["recall"] = dict(zip(corpus.class_names, metrics_lib.recalls(cm)))
-    fits = [results[f.name][stage].get("train_fit") for f in folds]
-    if all(fits):  # results written before train_fit was recorded have none
-      summary[stage]["fit"] = {
-          "train_ua": metrics_lib.mean_std(x["ua"] for x in fits)[0],
-          "train_loss": metrics_lib.mean_std(x["loss"] for x in fits)[0],
-          "valid_loss": metrics_lib.mean_std(results[f.name][stage]["valid"]["loss"]
-                                             for f in folds)[0],
-          "best_epoch": metrics_lib.mean_std(results[f.name][stage]["best_epoch"] + 1
-                                             for f in folds)[0]}
-    summary[stage]["params"] = results[folds[0].name][stage]["params"]
+    summary[stage] = stage_summary(results, folds, stage, corpus.class_names)
     per_fold[stage] = {f.name: {m: results[f.name][stage]["test"][m] for m in METRICS}
                        for f in folds}
-    plot_confusion(cm, corpus.class_names, f"{config.name}: {stage} (all folds)",
+    plot_confusion(np.asarray(summary[stage]["confusion"]), corpus.class_names,
+                   f"{config.name}: {stage} (all folds)",
                    os.path.join(workdir, confusion_file(file_stem(config), stage)))
   # Results written before train_seconds was recorded give their last run's wall time.
   train_seconds = sum(r.get("train_seconds", r.get("seconds", 0.0))
