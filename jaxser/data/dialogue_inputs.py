@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxser.data.corpus import Corpus
-from jaxser.data.dialogues import MODALITIES
+from jaxser.data.dialogues import MODALITIES, Dialogue, pad_dialogues
 from jaxser.errors import UserError
 
 SPEAKER_IDS = {"m": 0, "f": 1}
@@ -86,6 +86,21 @@ def stream(corpus: Corpus, letter: str, cfg) -> dict:
   return dict(zip(ids, _standardised(feats)))
 
 
+def _record(utts, streams: dict, zero: set) -> Dialogue:
+  """A `Dialogue` of one corpus dialogue's utterances: each stream's features stacked (zeros
+  for the streams in `zero`), COGMEN's speaker ids from the speakers' genders."""
+  if any(u.gender.lower() not in SPEAKER_IDS for u in utts):
+    raise UserError(f"input kind 'dialogue': dialogue {utts[0].dialogue} has utterances without "
+                    "a speaker gender (m / f), COGMEN's speaker ids")
+  feats = {MODALITIES[m]: np.stack([v[u.id] for u in utts]) for m, v in streams.items()}
+  return Dialogue(id=str(utts[0].dialogue), split="",
+                  speakers=np.asarray([SPEAKER_IDS[u.gender.lower()] for u in utts], np.int32),
+                  labels=np.asarray([u.label for u in utts], np.int32),
+                  features={k: np.zeros_like(f) if k in {MODALITIES[m] for m in zero} else f
+                            for k, f in feats.items()},
+                  utterance_ids=tuple(u.id for u in utts))
+
+
 def build(corpus: Corpus, cfg):
   """InputArrays of `corpus`'s dialogues (see the module docstring)."""
   from jaxser.data.inputs import InputArrays
@@ -101,24 +116,12 @@ def build(corpus: Corpus, cfg):
     raise UserError(f"input max_len={t}: a dialogue has {max(len(d) for d in dialogues)} "
                     "utterances")
   widths = [(m, len(next(iter(streams[m].values())))) for m in letters]
-  x = np.zeros((len(dialogues), t, sum(w for _, w in widths)), np.float32)
-  label = np.full((len(dialogues), t), -1, np.int32)
-  speakers = np.zeros((len(dialogues), t), np.int32)
+  records = [_record(d, streams, zero) for d in dialogues]
+  batch = pad_dialogues(records, "".join(letters), max_len=t)
   members = np.full((len(dialogues), t), "", dtype=object)
   for i, d in enumerate(dialogues):
-    n = len(d)
-    start = 0
-    for m, w in widths:
-      if m not in zero:
-        x[i, :n, start:start + w] = np.stack([streams[m][u.id] for u in d])
-      start += w
-    label[i, :n] = [u.label for u in d]
-    members[i, :n] = [u.id for u in d]
-    if any(u.gender.lower() not in SPEAKER_IDS for u in d):
-      raise UserError(f"input kind 'dialogue': dialogue {d[0].dialogue} has utterances without "
-                      "a speaker gender (m / f), COGMEN's speaker ids")
-    speakers[i, :n] = [SPEAKER_IDS[u.gender.lower()] for u in d]
-  return InputArrays(ids=np.asarray([d[0].dialogue for d in dialogues]), x=x,
-                     length=np.asarray([len(d) for d in dialogues], np.int32), label=label,
-                     members=members.astype(str), fields={"speakers": speakers},
+    members[i, :len(d)] = [u.id for u in d]
+  return InputArrays(ids=np.asarray([d[0].dialogue for d in dialogues]), x=batch["x"],
+                     length=batch["lengths"], label=batch["labels"],
+                     members=members.astype(str), fields={"speakers": batch["speakers"]},
                      streams=tuple(widths))
