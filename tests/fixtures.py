@@ -37,6 +37,29 @@ def write_wav(path, n: int, sample_rate: int, seed: int, freq: float = 220.0):
   sf.write(path, x.astype(np.float32), sample_rate, subtype="PCM_16")
 
 
+# ---------------------------------------------------------------- Whisper
+
+# A tiny Whisper encoder's shape (HF WhisperConfig keys).
+TINY_WHISPER = dict(d_model=64, encoder_layers=2, encoder_attention_heads=4,
+                    encoder_ffn_dim=128, num_mel_bins=80, max_source_positions=1500)
+
+
+def save_tiny_whisper(model_cls, directory, seed: int = 0, **encoder):
+  """A tiny random HF Whisper model of class `model_cls` (e.g. transformers.WhisperModel),
+  saved as an HF directory (what `model.checkpoint` names); returns the torch model."""
+  import torch
+  import transformers
+  config = transformers.WhisperConfig(**{**TINY_WHISPER, **encoder}, decoder_layers=1,
+                                      decoder_attention_heads=2, decoder_ffn_dim=32,
+                                      vocab_size=100, max_target_positions=16,
+                                      decoder_start_token_id=1, pad_token_id=0, eos_token_id=2,
+                                      bos_token_id=1)
+  torch.manual_seed(seed)
+  model = model_cls(config).eval()
+  model.save_pretrained(directory)
+  return model
+
+
 # ---------------------------------------------------------------- IEMOCAP
 
 # (turn name suffix, start, end, label, transcript), in the order the file lists them.

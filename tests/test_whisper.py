@@ -15,14 +15,13 @@ from jaxser.models import pretrained
 from jaxser.features import audio, whisper_mel
 from jaxser.models import whisper
 from jaxser.models import whisper_classifier
-from fixtures import EMODB_REAL
+from fixtures import EMODB_REAL, TINY_WHISPER, save_tiny_whisper
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as TorchEncoder  # noqa: E402
 
-TINY = dict(d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
-            num_mel_bins=80, max_source_positions=1500)
+TINY = TINY_WHISPER
 
 
 def _torch_encoder(seed=0, **overrides):
@@ -106,14 +105,7 @@ def test_front_end_matches_whisper_feature_extractor(pad):
 
 
 def _save_torch(model_cls, tmp_path, name):
-  config = transformers.WhisperConfig(**TINY, decoder_layers=1, decoder_attention_heads=2,
-                                      decoder_ffn_dim=32, vocab_size=100, max_target_positions=16,
-                                      decoder_start_token_id=1, pad_token_id=0, eos_token_id=2,
-                                      bos_token_id=1)
-  torch.manual_seed(0)
-  model = model_cls(config).eval()
-  model.save_pretrained(tmp_path / name)
-  return model
+  return save_tiny_whisper(model_cls, tmp_path / name)
 
 
 @pytest.mark.parametrize("cls, prefix", [("WhisperModel", "encoder."),

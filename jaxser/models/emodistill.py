@@ -267,7 +267,8 @@ class EmoDistillWhisperStudent(WhisperClassifier):
 
   Encoder settings as `WhisperClassifier` (`checkpoint` / `preset`, `freeze_layers`: the
   convolutions and lowest k layers stay fixed, `mask_padding`, `remat`); `dropout` is the
-  classifier's. `frontend` must stay "whisper_logmel" (the input is a waveform).
+  classifier's. `frontend`: "whisper_logmel" (waveform input) or "whisper_states" (the
+  state entering layer `freeze_layers`, cached once per clip by that input kind).
   """
 
   frontend: str = "whisper_logmel"
@@ -278,9 +279,9 @@ class EmoDistillWhisperStudent(WhisperClassifier):
 
   @nn.compact
   def __call__(self, x, length=None, *, train: bool = False):
-    if self.frontend != "whisper_logmel":
+    if self.frontend not in ("whisper_logmel", "whisper_states"):
       raise ValueError("emodistill_whisper_student: model.frontend must be 'whisper_logmel' "
-                       f"(waveform input), not {self.frontend!r}")
+                       f"(waveform input) or 'whisper_states', not {self.frontend!r}")
     states, frames = self.encode(x, length, train)
     pooled = layers.masked_mean(states[:, -1], frames)
     return student_heads(self, pooled, train)

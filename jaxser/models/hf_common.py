@@ -87,7 +87,9 @@ def read_hf_config(config: Mapping[str, Any] | str | os.PathLike) -> tuple[dict,
 
 class LayerStack(nn.Module):
   """HF's `layers.<i>`: `num_layers` x `layer_cls(config, dtype, deterministic)`, with
-  LayerDrop and optional remat; returns [input, out_1, ..., out_L] (HF's hidden_states)."""
+  LayerDrop and optional remat; returns [input, out_1, ..., out_L] (HF's hidden_states).
+  `first` names the layers from `layers.<first>` (the top of a stack whose lower layers
+  ran elsewhere, e.g. frozen and cached)."""
 
   layer_cls: Any
   config: Any
@@ -96,12 +98,13 @@ class LayerStack(nn.Module):
   dtype: Any = jnp.float32
   deterministic: bool = True
   remat: bool = False
+  first: int = 0
 
   @nn.compact
   def __call__(self, h: Array, key_mask: Optional[Array]) -> list[Array]:
     layer_cls = nn.remat(self.layer_cls) if self.remat else self.layer_cls
     states = [h]
-    for i in range(self.num_layers):
+    for i in range(self.first, self.first + self.num_layers):
       out = layer_cls(self.config, self.dtype, self.deterministic, name=str(i))(h, key_mask)
       if not self.deterministic and self.layerdrop > 0.0:
         # LayerDrop keeps shapes static: the layer runs, its output is dropped.

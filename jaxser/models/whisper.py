@@ -170,15 +170,39 @@ class WhisperEncoder(nn.Module):
   final layer norm, as transformers returns them), `frame_mask` [B, T'] (True = valid).
   `lengths` mask padded frames out of attention; leave it None for Whisper's own 30 s
   convention, where the zero-padded tail is content that every frame attends to.
+  `first_layer=k` is the top of the encoder alone: its input is the hidden state entering
+  layer k [B, T', D] (what `features.encoder_layers.layer_states` caches) with `lengths`
+  in encoder frames; it has layers k..L-1 under their own names and returns the L - k + 1
+  states from layer k's input on.
   """
 
   config: WhisperConfig
   dtype: Any = jnp.float32
   remat: bool = False
+  first_layer: int = 0
 
   @nn.compact
   def __call__(self, mel: Array, lengths: Optional[Array] = None,
                train: bool = False) -> dict[str, Any]:
+    cfg = self.config
+    if not 0 <= self.first_layer <= cfg.encoder_layers:
+      raise ValueError(f"WhisperEncoder: first_layer={self.first_layer}; the encoder has "
+                       f"layers 0-{cfg.encoder_layers - 1}")
+    h, frame_mask = (self.embed(mel, lengths, train) if not self.first_layer
+                     else self.entering(mel, lengths))
+    key_mask = None if lengths is None else frame_mask
+    states = LayerStack(EncoderLayer, cfg, cfg.encoder_layers - self.first_layer,
+                        cfg.encoder_layerdrop, self.dtype, not train, self.remat,
+                        first=self.first_layer, name="layers")(h, key_mask)
+    last = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, dtype=self.dtype,
+                        name="layer_norm")(states[-1])
+    chex.assert_shape(last, (mel.shape[0], h.shape[1], cfg.d_model))
+    return {"last_hidden_state": last, "hidden_states": tuple(states[:-1]) + (last,),
+            "frame_mask": frame_mask}
+
+  @nn.nowrap
+  def embed(self, mel: Array, lengths: Optional[Array], train: bool):
+    """(input of layer 0 [B, T', D], frame mask [B, T']): convolutions + positions."""
     cfg = self.config
     chex.assert_rank(mel, 3)
     chex.assert_axis_dimension(mel, 2, cfg.num_mel_bins)
@@ -198,18 +222,20 @@ class WhisperEncoder(nn.Module):
     h = x + Positions(cfg, name="embed_positions")(t).astype(self.dtype)
     h = nn.Dropout(cfg.dropout)(h, deterministic=not train)
     if lengths is None:
-      frame_mask, key_mask = jnp.ones(h.shape[:2], bool), None
-    else:
-      chex.assert_shape(lengths, (mel.shape[0],))
-      frame_mask = jnp.arange(t)[None, :] < encoder_frames(jnp.asarray(lengths))[:, None]
-      key_mask = frame_mask
-    states = LayerStack(EncoderLayer, cfg, cfg.encoder_layers, cfg.encoder_layerdrop,
-                        self.dtype, not train, self.remat, name="layers")(h, key_mask)
-    last = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False, dtype=self.dtype,
-                        name="layer_norm")(states[-1])
-    chex.assert_shape(last, (mel.shape[0], t, cfg.d_model))
-    return {"last_hidden_state": last, "hidden_states": tuple(states[:-1]) + (last,),
-            "frame_mask": frame_mask}
+      return h, jnp.ones(h.shape[:2], bool)
+    chex.assert_shape(lengths, (mel.shape[0],))
+    return h, jnp.arange(t)[None, :] < encoder_frames(jnp.asarray(lengths))[:, None]
+
+  @nn.nowrap
+  def entering(self, states: Array, lengths: Optional[Array]):
+    """(`states` [B, T', D], frame mask [B, T']) for `first_layer` > 0: lengths count frames."""
+    chex.assert_rank(states, 3)
+    chex.assert_axis_dimension(states, 2, self.config.d_model)
+    if lengths is None:
+      return states.astype(self.dtype), jnp.ones(states.shape[:2], bool)
+    chex.assert_shape(lengths, (states.shape[0],))
+    mask = jnp.arange(states.shape[1])[None, :] < jnp.asarray(lengths)[:, None]
+    return states.astype(self.dtype), mask
 
 
 def init_variables(config: WhisperConfig, rng: Array, **module_kwargs):

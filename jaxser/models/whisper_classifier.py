@@ -25,7 +25,7 @@ from jaxser.features import whisper_mel
 from jaxser.models import layers as layers_lib
 from jaxser.models import whisper as whisper_lib
 
-FRONTENDS = ("", "whisper_logmel")
+FRONTENDS = ("", "whisper_logmel", "whisper_states")
 
 
 def mix_layers(module: nn.Module, states, layer: int):
@@ -86,6 +86,10 @@ class WhisperClassifier(nn.Module):
   'frame_mask' (what MLKD distils). `frontend="whisper_logmel"` takes 16 kHz waveforms
   [B, N] (+ valid samples) and computes the log-mel in the graph (clip length, no 30 s
   padding), so waveform noise (`stages.<name>.noise`) reaches the encoder.
+  `frontend="whisper_states"` takes the state entering layer `freeze_layers` [B, T', D]
+  (+ valid frames; input kind `whisper_states`, computed once per clip): the same model
+  as "whisper_logmel" with that many layers frozen, without running them every step; its
+  params hold the layers above only, and `layer` still counts from the encoder's input.
   """
 
   num_classes: int
@@ -115,11 +119,26 @@ class WhisperClassifier(nn.Module):
     return cfg.replace(encoder_layers=self.num_hidden_layers) if self.num_hidden_layers else cfg
 
   @nn.nowrap
+  def first_layer(self) -> int:
+    """The lowest layer the model runs: `freeze_layers` on cached states, else 0."""
+    if self.frontend != "whisper_states":
+      return 0
+    if self.freeze_layers < 1 or not self.mask_padding:
+      raise ValueError("whisper_classifier: model.frontend='whisper_states' needs "
+                       "model.freeze_layers >= 1 (the layers the input kind ran: its "
+                       f"input.layer; now {self.freeze_layers}) and mask_padding=True")
+    return self.freeze_layers
+
+  @nn.nowrap
   def mel(self, x, length):
-    """The encoder's input: (log-mel [B, T, n_mels], valid mel frames or None)."""
+    """The encoder's input: (log-mel [B, T, n_mels], valid mel frames or None), or with
+    `frontend="whisper_states"` (states [B, T', D], valid encoder frames or None)."""
     if self.frontend not in FRONTENDS:
       raise ValueError(f"whisper_classifier: model.frontend={self.frontend!r} is unknown; use "
                        f"one of {FRONTENDS} ('' = log-mel input)")
+    if self.frontend == "whisper_states":
+      chex.assert_rank(x, 3)
+      return x, length
     if not self.frontend:
       chex.assert_rank(x, 3)
       return x, length
@@ -132,19 +151,28 @@ class WhisperClassifier(nn.Module):
     """(hidden states [B, L + 1, T', D], valid encoder frames [B]) of the model's input;
     called from a compact `__call__`, so the encoder is that module's `encoder`."""
     x, length = self.mel(x, length)
-    out = whisper_lib.WhisperEncoder(self.encoder_config(), remat=self.remat, name="encoder")(
+    first = self.first_layer()
+    out = whisper_lib.WhisperEncoder(self.encoder_config(), remat=self.remat, first_layer=first,
+                                     name="encoder")(
         x, lengths=length if self.mask_padding else None, train=train)
     states = jnp.stack(out["hidden_states"], axis=1)
-    frames = (whisper_lib.encoder_frames(length) if length is not None
-              else jnp.full((x.shape[0],), states.shape[2]))
+    if length is None:
+      frames = jnp.full((x.shape[0],), states.shape[2])
+    else:
+      frames = jnp.asarray(length) if first else whisper_lib.encoder_frames(length)
     return states, frames
 
   @nn.compact
   def __call__(self, x, length=None, *, train: bool = False):
-    states, frames = self.encode(x, length, train)  # [B, L + 1, T', D], [B]
+    states, frames = self.encode(x, length, train)  # [B, L + 1 - first layer, T', D], [B]
     if self.freeze_encoder:
       states = jax.lax.stop_gradient(states)
-    pooled = layers_lib.masked_mean(mix_layers(self, states, self.layer), frames)
+    first = self.first_layer()
+    if 0 <= self.layer < first:
+      raise ValueError(f"whisper_classifier: model.layer={self.layer} lies in the frozen "
+                       f"layers below {first} that the input ran; choose {first} or above, or -1")
+    layer = self.layer - first if self.layer >= 0 else -1
+    pooled = layers_lib.masked_mean(mix_layers(self, states, layer), frames)
     logits, h = classifier_head(pooled, self.num_classes, self.hidden, self.dropout, train)
     chex.assert_shape(logits, (x.shape[0], self.num_classes))
     result = {"logits": logits, "embedding": pooled}
@@ -208,9 +236,11 @@ class WhisperClassifier(nn.Module):
     _, encoder, _ = pretrained.load_whisper(self.checkpoint)
     params = unfreeze(variables["params"])
     shapes = lambda t: jax.tree.map(jnp.shape, t)
-    if self.num_hidden_layers:  # a shallower student: the lowest layers
-      encoder = {**encoder, "layers": {k: v for k, v in encoder["layers"].items()
-                                       if int(k) < self.num_hidden_layers}}
+    first, top = self.first_layer(), self.num_hidden_layers or len(encoder["layers"])
+    # A shallower student keeps the lowest layers; on cached states, the ones above them.
+    encoder = {**{k: v for k, v in encoder.items()
+                  if not first or k not in ("conv1", "conv2", "embed_positions")},
+               "layers": {k: v for k, v in encoder["layers"].items() if first <= int(k) < top}}
     if shapes(encoder) != shapes(params["encoder"]):
       raise ValueError(f"model.checkpoint={self.checkpoint!r}: its encoder does not match the "
                        "model built from it")
