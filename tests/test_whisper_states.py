@@ -128,6 +128,13 @@ def test_input_kind_caches_the_states_the_waveform_model_computes(tmp_path):
       build_inputs(corpus, ml_collections.ConfigDict({**cfg.to_dict(), "layer": 1}))
   finally:
     encoder_layers._prefix = real
+  # With `segment` (predict's windows of a longer file): each window run as a clip alone.
+  windows = build_inputs(corpus, ml_collections.ConfigDict(
+      {**cfg.to_dict(), "segment": dict(seconds=0.5, hop=0.5)}))
+  row = windows.rows(["u2/seg1"])[0]
+  alone = encoder_layers.layer_states([wave_in.x[2, 8000:16000]], 8000, checkpoint, 2)[0]
+  assert windows.x.shape[1:] == (25, 64) and windows.length[row] == 25
+  np.testing.assert_allclose(windows.x[row], alone, atol=1e-6)
   with pytest.raises(ValueError, match="input.layer=4"):
     build_inputs(corpus, ml_collections.ConfigDict({**cfg.to_dict(), "layer": 4}))
 

