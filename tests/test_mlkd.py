@@ -8,12 +8,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import pytest
 from flax.traverse_util import flatten_dict
 
 from jaxser import losses, train, trainer
 from jaxser.data import teacher_cache
 from jaxser.methods import mlkd
 from jaxser.models.w2v2_classifier import W2V2Classifier
+from fixtures import save_tiny_whisper
+from jaxser.data.inputs import build_inputs
+from jaxser.data.registry import load_corpus
 from tiny_config import load_config
 
 
@@ -92,12 +96,16 @@ def test_tiny_mlkd_run_with_noisy_training_and_test_grid(tmp_path, monkeypatch):
   c.train.update(dict(epochs=1, batch_size=4, eval_batch_size=8))
   c.eval_noise.update(dict(types=("white", "babble"), snr_db=(0.0, 10.0), babble_k=2))
   c.report.latency_repeats = 2
+  # The teacher reads cached states of its frozen encoder, so it needs a checkpoint.
+  checkpoint = str(tmp_path / "whisper")
+  save_tiny_whisper(pytest.importorskip("transformers").WhisperModel, checkpoint,
+                    encoder_layers=6)
+  c.stages.teacher.input.update(dict(checkpoint=checkpoint, cache_dir=str(tmp_path / "states")))
   for name, stage in c.stages.items():
     stage.input.max_seconds = 0.5
-    stage.model.update(dict(checkpoint="", preset="tiny-whisper"))
+    stage.model.checkpoint = checkpoint
     if name != "teacher":
       stage.noise.update(dict(types=("pink", "babble"), babble_k=2))
-  c.stages.teacher.model.num_hidden_layers = 6
   c.stages.teacher.train.update(dict(epochs=1, batch_size=4, refit=False))
   workdir = str(tmp_path / "run")
   rep = train.run(c, workdir)
@@ -107,17 +115,22 @@ def test_tiny_mlkd_run_with_noisy_training_and_test_grid(tmp_path, monkeypatch):
   assert cache.arrays["hidden_states"].shape[1:3] == (7, 25)
   assert cache.arrays["hidden_states"].dtype == np.float16
   assert teacher_cache.read_params(cache_dir) is not None
+  # The grid covers the students; the teacher's input is the cached clean states.
   for stage in c.stage_order:
     result = json.load(open(os.path.join(workdir, "fold_0", stage, "result.json")))
-    assert sorted(result["noisy"]) == ["babble@0", "babble@10", "white@0", "white@10"]
-  assert set(rep["noisy"]) == set(c.stage_order)
+    assert sorted(result["noisy"]) == ([] if stage == "teacher" else
+                                       ["babble@0", "babble@10", "white@0", "white@10"])
+  assert set(rep["noisy"]) == {"student_alone", "mlkd"}
   md = open(os.path.join(workdir, "report.md")).read()
   assert "Noisy test speech" in md and "| 0 |" in md
   # noise.valid: the students are selected on noisy validation clips, both on the same
-  # ones; the teacher (no noise) on the clean clips.
+  # ones, none of them a clean clip; the teacher on the clean clips' states.
   assert c.stages.mlkd.noise.valid and "noise" not in c.stages.teacher
+  assert valid_x["teacher"].shape[2:] == (7, 64)
   np.testing.assert_array_equal(valid_x["student_alone"], valid_x["mlkd"])
-  assert np.abs(valid_x["mlkd"] - valid_x["teacher"]).max() > 1e-3  # 0 if clean
+  clean = build_inputs(load_corpus(c.corpus), c.stages.mlkd.input).x
+  nearest = np.abs(valid_x["mlkd"][:, None] - clean[None]).max(axis=2).min(axis=1)
+  assert (nearest > 1e-3).all()  # 0 for a clean clip
 
 
 def test_iemocap_config_is_the_papers_setting():

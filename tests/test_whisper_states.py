@@ -121,7 +121,8 @@ def test_input_kind_caches_the_states_the_waveform_model_computes(tmp_path):
   # A second build reads every clip from the cache; another layer is another key.
   encoder_layers._prefix.cache_clear()
   real = encoder_layers._prefix
-  encoder_layers._prefix = lambda c, k: (lambda *a: pytest.fail("encoder ran"), real(c, k)[1])
+  encoder_layers._prefix = lambda c, k, a=False: (lambda *_: pytest.fail("encoder ran"),
+                                                  real(c, k, a)[1])
   try:
     np.testing.assert_array_equal(build_inputs(corpus, cfg).x, arrays.x)
     with pytest.raises(BaseException, match="encoder ran"):
@@ -174,3 +175,78 @@ def test_a_stage_trains_on_cached_states(tmp_path):
   rep = train.run(config, str(tmp_path / "run"))
   assert 0.0 <= rep["summary"]["student_kd"]["ua"]["mean"] <= 1.0
   assert len([f for _, _, fs in os.walk(tmp_path / "cache") for f in fs]) == 64
+
+
+def test_all_states_feed_a_layer_weighting_and_a_fully_frozen_teacher(tmp_path):
+  """`all_states`: states 0..k cached; a model on them mixes all L + 1 layers as the waveform
+  model does, for k below the depth (layers above run) and at it (no encoder left), and its
+  `full_params` are the waveform model's."""
+  from jaxser import profile
+  checkpoint = str(tmp_path / "whisper")
+  save_tiny_whisper(transformers.WhisperModel, checkpoint, encoder_layers=3)
+  waves = _waves([16000, 9000], seed=2)
+  corpus = Corpus("c", ("a", "b"), 16000, [Utterance(f"u{i}", "s", i) for i in range(2)],
+                  waveforms={f"u{i}": w for i, w in enumerate(waves)})
+  x, n = _batch(waves, 16000)
+  for k, frozen in ((2, False), (3, True)):
+    # MLKD's teacher (k = 3, the depth) standardises each state's frame mean.
+    kw = dict(checkpoint=checkpoint, freeze_layers=k, freeze_encoder=frozen, layer=-1,
+              dropout=0.0, output_hidden_states=True, standardize_layers=frozen)
+    on_waves = WhisperClassifier(2, frontend="whisper_logmel", **kw)
+    variables = on_waves.load_pretrained(on_waves.init(jax.random.key(0), x, n))
+    variables["params"]["layer_weights"] = jnp.arange(4.0)  # not the uniform start
+    want = on_waves.apply(variables, x, n)
+    arrays = build_inputs(corpus, ml_collections.ConfigDict(dict(
+        kind="whisper_states", checkpoint=checkpoint, layer=k, all_states=True,
+        max_seconds=1.0, normalize=False, cache_dir=str(tmp_path / "cache"))))
+    assert arrays.x.shape == (2, 50, k + 1, 64) and list(arrays.length) == [50, 28]
+    on_states = WhisperClassifier(2, frontend="whisper_states", **kw)
+    s_x, s_n = jnp.asarray(arrays.x), jnp.asarray(arrays.length)
+    s_vars = on_states.load_pretrained(on_states.init(jax.random.key(1), s_x, s_n))
+    assert ("encoder" in s_vars["params"]) == (k < 3)
+    s_vars["params"].update(layer_weights=variables["params"]["layer_weights"],
+                            classifier=variables["params"]["classifier"])
+    got = on_states.apply(s_vars, s_x, s_n)
+    mask = np.asarray(want["frame_mask"])
+    np.testing.assert_array_equal(got["frame_mask"], mask)
+    for key in ("logits", "embedding"):
+      np.testing.assert_allclose(got[key], want[key], atol=2e-5, err_msg=f"{key}, k={k}")
+    np.testing.assert_allclose(np.asarray(got["hidden_states"]).transpose(0, 2, 1, 3)[mask],
+                               np.asarray(want["hidden_states"]).transpose(0, 2, 1, 3)[mask],
+                               atol=2e-5)
+    full = on_states.full_params(s_vars["params"])
+    again = on_waves.apply({**variables, "params": full}, x, n)
+    np.testing.assert_allclose(again["logits"], want["logits"], atol=2e-5)
+    # Size: the model's own part plus the frozen part its input holds = the waveform model.
+    params, macs = encoder_layers.prefix_size(checkpoint, k, 16000, all_states=True)
+    mine = profile.measure(on_states, s_vars, s_x[:1], s_n[:1], repeats=1)
+    whole = profile.measure(on_waves, variables, x[:1], n[:1], repeats=1)
+    assert mine["params"] + params == whole["params"]
+    assert mine["macs"] + macs == pytest.approx(whole["macs"], rel=0.02)
+  # In training, every state's mean is standardised over the batch, so is their mix.
+  trained, _ = on_states.apply(s_vars, s_x, s_n, train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(np.asarray(trained["embedding"]).mean(0), 0.0, atol=1e-4)
+  with pytest.raises(ValueError, match="3 cached states for freeze_layers=3"):
+    on_states.init(jax.random.key(1), s_x[:, :, :3], s_n)
+
+
+def test_a_student_starts_from_a_teacher_on_cached_states(tmp_path):
+  """MLKD's init_from: a teacher trained on cached states (no encoder weights of its own)
+  gives the student the checkpoint's layers, as the same teacher on waveforms would."""
+  checkpoint = str(tmp_path / "whisper")
+  save_tiny_whisper(transformers.WhisperModel, checkpoint, encoder_layers=3)
+  states = jnp.zeros((1, 10, 4, 64))
+  teacher = WhisperClassifier(2, checkpoint=checkpoint, frontend="whisper_states",
+                              freeze_layers=3, freeze_encoder=True, layer=-1)
+  t_params = teacher.init(jax.random.key(0), states, jnp.array([10]))["params"]
+  assert sorted(t_params) == ["classifier", "layer_weights"]
+  student = WhisperClassifier(2, checkpoint=checkpoint, frontend="whisper_logmel",
+                              num_hidden_layers=2, layer=-1)
+  x, n = _batch(_waves([8000]), 8000)
+  fresh = student.init(jax.random.key(1), x, n)
+  got = student.init_from_teacher(fresh, teacher.full_params(t_params), (1, 3))["params"]
+  _, encoder, _ = pretrained.load_whisper(checkpoint)
+  np.testing.assert_array_equal(got["encoder"]["layers"]["1"]["fc2"]["kernel"],
+                                encoder["layers"]["2"]["fc2"]["kernel"])
+  np.testing.assert_array_equal(got["encoder"]["conv1"]["kernel"], encoder["conv1"]["kernel"])
+  np.testing.assert_array_equal(got["classifier"]["kernel"], t_params["classifier"]["kernel"])

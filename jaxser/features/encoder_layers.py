@@ -54,9 +54,10 @@ def _encoder(checkpoint: str):
 
 
 @functools.lru_cache(maxsize=4)
-def _prefix(checkpoint: str, layer: int):
-  """(jitted (waves [B, N], valid samples [B]) -> state entering `layer` [B, T', D], weights
-  digest): the model's own path (log-mel in the graph, padded frames masked)."""
+def _prefix(checkpoint: str, layer: int, all_states: bool = False):
+  """(jitted (waves [B, N], valid samples [B]) -> state entering `layer` [B, T', D], or with
+  `all_states` states 0..`layer` [B, T', layer + 1, D], weights digest): the model's own
+  path (log-mel in the graph, padded frames masked)."""
   config, device_params, digest = _weights(checkpoint)
   if not 1 <= layer <= config.encoder_layers:
     raise ValueError(f"input.layer={layer}: the encoder of {checkpoint} has layers "
@@ -67,7 +68,8 @@ def _prefix(checkpoint: str, layer: int):
   @jax.jit
   def run(p, waves, samples):
     mel = frontend.whisper_logmel(waves, config.num_mel_bins)
-    return model.apply({"params": p}, mel, samples // whisper_mel.HOP)["hidden_states"][layer]
+    states = model.apply({"params": p}, mel, samples // whisper_mel.HOP)["hidden_states"]
+    return jnp.stack(states[:layer + 1], axis=2) if all_states else states[layer]
 
   return functools.partial(run, device_params), digest
 
@@ -107,13 +109,17 @@ def window_layers(waves: Sequence[np.ndarray], windows: Sequence[Sequence[tuple[
 
 
 def layer_states(waves: Sequence[np.ndarray], num_samples: int, checkpoint: str, layer: int,
-                 cache_dir: str | None = None, batch_size: int = 8) -> list[np.ndarray]:
+                 cache_dir: str | None = None, batch_size: int = 8,
+                 all_states: bool = False) -> list[np.ndarray]:
   """Per clip, [T'_valid, D] float32: the hidden state entering layer `layer` (1-based count
   of frozen layers) of the clip cut or zero-padded to `num_samples` as the `waveform` input
   gives it, exactly as `WhisperClassifier(frontend="whisper_logmel")` computes it on a batch
-  of such rows (so a model on these states is that model with its lowest layers frozen)."""
-  run, digest = _prefix(checkpoint, layer)
-  tag = f"whisper-states|{digest}|layer={layer}|samples={num_samples}|".encode()
+  of such rows (so a model on these states is that model with its lowest layers frozen).
+  `all_states`: [T'_valid, layer + 1, D], HF's hidden states 0..`layer` (the last one after
+  the final layer norm when `layer` is the encoder's depth)."""
+  run, digest = _prefix(checkpoint, layer, all_states)
+  tag = (f"whisper-states|{digest}|layer={layer}|samples={num_samples}|"
+         + ("all|" if all_states else "")).encode()
   cut = [np.ascontiguousarray(w[:num_samples], np.float32) for w in waves]
   keys = [hashlib.sha256(tag + w.tobytes()).hexdigest() for w in cut]
   paths = [os.path.join(cache_dir, k[:2], k + ".npy") if cache_dir else None for k in keys]
@@ -134,6 +140,23 @@ def layer_states(waves: Sequence[np.ndarray], num_samples: int, checkpoint: str,
         with io_utils.atomic_path(paths[i]) as tmp, open(tmp, "wb") as f:
           np.save(f, out[i])
   return [np.asarray(o, np.float32) for o in out]
+
+
+def prefix_size(checkpoint: str, layer: int, num_samples: int,
+                all_states: bool = False) -> tuple[int, float]:
+  """(weights, multiply-accumulates of one clip of `num_samples`) of what `layer_states`
+  runs: the convolutions, positions and layers below `layer` (and the final layer norm when
+  `all_states` reaches the top): the part of a model on cached states that its input holds."""
+  run, _ = _prefix(checkpoint, layer, all_states)
+  config, params, _ = _weights(checkpoint)
+  top = all_states and layer == config.encoder_layers
+  used = {k: v for k, v in params.items() if k != "layer_norm" or top}
+  used["layers"] = {k: v for k, v in params["layers"].items() if int(k) < layer}
+  compiled = run.func.lower(run.args[0], jnp.zeros((1, num_samples), jnp.float32),
+                            jnp.full((1,), num_samples, jnp.int32)).compile()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return sum(int(np.size(v)) for v in jax.tree.leaves(used)), float(cost["flops"]) / 2
 
 
 def _window_means(waves, windows, checkpoint, pad_to_30s, cache_dir, batch_size, kind):

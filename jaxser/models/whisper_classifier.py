@@ -86,10 +86,13 @@ class WhisperClassifier(nn.Module):
   'frame_mask' (what MLKD distils). `frontend="whisper_logmel"` takes 16 kHz waveforms
   [B, N] (+ valid samples) and computes the log-mel in the graph (clip length, no 30 s
   padding), so waveform noise (`stages.<name>.noise`) reaches the encoder.
-  `frontend="whisper_states"` takes the state entering layer `freeze_layers` [B, T', D]
-  (+ valid frames; input kind `whisper_states`, computed once per clip): the same model
-  as "whisper_logmel" with that many layers frozen, without running them every step; its
-  params hold the layers above only, and `layer` still counts from the encoder's input.
+  `frontend="whisper_states"` takes the state entering layer k = `freeze_layers`
+  [B, T', D], or states 0..k [B, T', k + 1, D] (+ valid frames; input kind
+  `whisper_states`, computed once per clip): the same model as "whisper_logmel" with k
+  layers frozen, without running them every step. Its params hold the layers above k only
+  (none when k is the depth), and `layer` still counts from the encoder's input.
+  `standardize_layers` standardises each state's frame mean per dimension (batch norm
+  without scale or offset) before the layer mix: the frozen-feature probe's recipe.
   """
 
   num_classes: int
@@ -105,6 +108,7 @@ class WhisperClassifier(nn.Module):
   output_hidden_states: bool = False
   remat: bool = False
   frontend: str = ""
+  standardize_layers: bool = False
 
   @nn.nowrap
   def encoder_config(self) -> whisper_lib.WhisperConfig:
@@ -137,7 +141,7 @@ class WhisperClassifier(nn.Module):
       raise ValueError(f"whisper_classifier: model.frontend={self.frontend!r} is unknown; use "
                        f"one of {FRONTENDS} ('' = log-mel input)")
     if self.frontend == "whisper_states":
-      chex.assert_rank(x, 3)
+      chex.assert_rank(x, {3, 4})
       return x, length
     if not self.frontend:
       chex.assert_rank(x, 3)
@@ -148,14 +152,25 @@ class WhisperClassifier(nn.Module):
 
   @nn.nowrap
   def encode(self, x, length, train: bool):
-    """(hidden states [B, L + 1, T', D], valid encoder frames [B]) of the model's input;
-    called from a compact `__call__`, so the encoder is that module's `encoder`."""
+    """(hidden states [B, S, T', D], valid encoder frames [B]) of the model's input: S = L + 1,
+    or L + 1 - k on the state entering layer k; called from a compact `__call__`, so the
+    encoder is that module's `encoder`."""
     x, length = self.mel(x, length)
-    first = self.first_layer()
-    out = whisper_lib.WhisperEncoder(self.encoder_config(), remat=self.remat, first_layer=first,
-                                     name="encoder")(
-        x, lengths=length if self.mask_padding else None, train=train)
-    states = jnp.stack(out["hidden_states"], axis=1)
+    first, cfg = self.first_layer(), self.encoder_config()
+    lower = None
+    if x.ndim == 4:  # cached states 0..k: the encoder continues from the last of them
+      if x.shape[2] != first + 1:
+        raise ValueError(f"whisper_classifier: {x.shape[2]} cached states for freeze_layers="
+                         f"{first}; the input's layer must be the model's freeze_layers")
+      lower, x = jnp.moveaxis(x[:, :, :first], 2, 1), x[:, :, first]
+    if first < cfg.encoder_layers or lower is None:
+      out = whisper_lib.WhisperEncoder(cfg, remat=self.remat, first_layer=first, name="encoder")(
+          x, lengths=length if self.mask_padding else None, train=train)
+      states = jnp.stack(out["hidden_states"], axis=1)
+    else:  # every layer ran before: the last cached state is the encoder's output
+      states = x[:, None]
+    if lower is not None:
+      states = jnp.concatenate([lower.astype(states.dtype), states], axis=1)
     if length is None:
       frames = jnp.full((x.shape[0],), states.shape[2])
     else:
@@ -164,15 +179,25 @@ class WhisperClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, x, length=None, *, train: bool = False):
-    states, frames = self.encode(x, length, train)  # [B, L + 1 - first layer, T', D], [B]
+    states, frames = self.encode(x, length, train)  # [B, S, T', D], [B]
     if self.freeze_encoder:
       states = jax.lax.stop_gradient(states)
-    first = self.first_layer()
+    first = self.encoder_config().encoder_layers + 1 - states.shape[1]  # states not given
     if 0 <= self.layer < first:
       raise ValueError(f"whisper_classifier: model.layer={self.layer} lies in the frozen "
                        f"layers below {first} that the input ran; choose {first} or above, or -1")
     layer = self.layer - first if self.layer >= 0 else -1
-    pooled = layers_lib.masked_mean(mix_layers(self, states, layer), frames)
+    if self.standardize_layers:
+      # Each state's frame mean standardised per dimension (batch statistics, running ones
+      # at inference) before the mix: the probe recipe of the frozen-feature teachers, whose
+      # hidden states differ in scale by orders of magnitude between layers and dimensions.
+      means = layers_lib.masked_mean(jnp.moveaxis(states, 2, 1), frames)  # [B, S, D]
+      means = nn.BatchNorm(use_running_average=not train, axis=(1, 2), momentum=0.9,
+                           epsilon=1e-5, use_scale=False, use_bias=False,
+                           name="layer_norm_stats")(means)
+      pooled = mix_layers(self, means, layer)
+    else:
+      pooled = layers_lib.masked_mean(mix_layers(self, states, layer), frames)
     logits, h = classifier_head(pooled, self.num_classes, self.hidden, self.dropout, train)
     chex.assert_shape(logits, (x.shape[0], self.num_classes))
     result = {"logits": logits, "embedding": pooled}
@@ -196,6 +221,19 @@ class WhisperClassifier(nn.Module):
       return keys[1] == "layers" and int(keys[2]) < self.freeze_layers
 
     return jax.tree_util.tree_map_with_path(frozen, params)
+
+  @nn.nowrap
+  def full_params(self, params):
+    """`params` as the same model on waveforms holds them: on cached states
+    (`frontend="whisper_states"`), the frozen encoder parts the input ran, from `checkpoint`,
+    under the model's own; otherwise `params` unchanged."""
+    if self.frontend != "whisper_states":
+      return params
+    from jaxser.models import pretrained
+    _, encoder, _ = pretrained.load_whisper(self.checkpoint)
+    own = params.get("encoder", {})
+    encoder = {**encoder, **own, "layers": {**encoder["layers"], **own.get("layers", {})}}
+    return {**params, "encoder": jax.tree.map(jnp.asarray, encoder)}
 
   @nn.nowrap
   def init_from_teacher(self, variables, teacher_params, layers):
@@ -230,7 +268,7 @@ class WhisperClassifier(nn.Module):
   @nn.nowrap
   def load_pretrained(self, variables):
     """`variables` with the checkpoint's encoder weights (heads start fresh)."""
-    if not self.checkpoint:
+    if not self.checkpoint or "encoder" not in variables["params"]:
       return variables
     from jaxser.models import pretrained
     _, encoder, _ = pretrained.load_whisper(self.checkpoint)

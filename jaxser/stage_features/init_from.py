@@ -51,4 +51,8 @@ def init_variables(config, name: str, model, fold_dir: str, source_hash: str):
   if params is None:
     raise RuntimeError(f"{path} holds no current weights of {spec.stage!r} for {name!r} to "
                        "start from; delete that directory and re-run to rebuild it")
+  # A teacher on cached encoder states holds only what it trained: complete it first.
+  teacher = build_model(config.stages[spec.stage].model, model.num_classes)
+  if hasattr(teacher, "full_params"):
+    params = teacher.full_params(params)
   return lambda variables: model.init_from_teacher(variables, params, tuple(spec.layers))
