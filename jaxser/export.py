@@ -10,7 +10,9 @@ choose), and gives class probabilities `probabilities` [batch, classes] (batch 1
 TFLite model, any batch in the SavedModel). The feature front
 end is part of the graph (`features/frontend.py`): input kinds `waveform` (per-clip
 zero-mean unit-variance normalisation) and `logfbank` (log mel filterbanks, normalised per
-clip); stages on other inputs are refused. Each clip is normalised as a whole, so feed it
+clip), and `whisper_states` (the stage's Whisper model is exported on the waveform, its
+cached frozen layers in the graph with the checkpoint's weights); stages on other inputs
+are refused. Each clip is normalised as a whole, so feed it
 audio cut as `python -m jaxser.predict` cuts windows; a shorter clip zero-padded to the
 length is normalised with its padding and differs a little from predict's output.
 
@@ -99,65 +101,28 @@ def export(run: str, fold: int = 0, stage: str | None = None, formats=("savedmod
   """Writes the exports of `stage` (default: the run's distilled student) in fold `fold`;
   returns {"savedmodel"/"tflite"/"metadata": path, "max_abs_diff": {format: value}}."""
   import jax
-  import tensorflow as tf
   from jaxser import inference, io_utils
-  from jaxser.features import frontend
   config = inference.read_config(run)
   stage = stage or inference.default_stage(config)
-  inference.check_stage(config, stage, run)
-  input_cfg = config.stages[stage].input
-  if input_cfg.kind not in frontend.KINDS:
-    ok = [s for s in config.stage_order if config.stages[s].input.kind in frontend.KINDS]
-    raise UserError(f"stage {stage!r} reads input kind {input_cfg.kind!r} (config.stages."
-                    f"{stage}.input.kind); export builds the feature front end into the graph "
-                    f"and has one for {list(frontend.KINDS)} only; choose another --stage "
-                    f"({', '.join(ok) or 'this run has none'}) or use python -m jaxser.predict")
-  sample_rate = inference.sample_rate(config)
-  seconds = default_seconds(input_cfg) if seconds is None else seconds
-  num_samples = int(round(seconds * sample_rate))
-  if num_samples < 1:
-    raise UserError(f"--seconds {seconds}: a clip needs at least one sample at {sample_rate} Hz")
+  input_cfg, sample_rate, num_samples = _exported_input(config, stage, run, seconds)
   sm = inference.load(run, config, stage, fold)
+  _, sm = inference.on_waveforms(config.stages[stage].input, sm)
   fn = probabilities_fn(sm, input_cfg, sample_rate, num_samples)
   try:  # shapes only: a model that cannot take this length says so before any conversion
     jax.eval_shape(fn, sm.variables, jax.ShapeDtypeStruct((1, num_samples), np.float32))
   except Exception as e:  # noqa: BLE001 - any shape error of the model, reported as such
-    raise UserError(f"--seconds {seconds}: stage {stage!r} ({config.stages[stage].model.name}) "
-                    f"cannot take {num_samples} samples ({str(e).splitlines()[0][:300]}); "
-                    "choose a longer --seconds") from e
+    raise UserError(f"--seconds {num_samples / sample_rate:g}: stage {stage!r} "
+                    f"({config.stages[stage].model.name}) cannot take {num_samples} samples "
+                    f"({str(e).splitlines()[0][:300]}); choose a longer --seconds") from e
   out = out or os.path.join(run, "export", f"{stage}_fold{fold}")
-  classes = inference.classes(config)
-  written, diffs = {}, {}
   # The check: a random clip (fixed seed) through the JAX function and each export.
   clip = (0.1 * np.random.default_rng(0).standard_normal((2, num_samples))).astype(np.float32)
   expected = np.asarray(jax.jit(fn)(sm.variables, clip))
-  if "savedmodel" in formats:
-    # CPU and CUDA lowerings both: the SavedModel serves on either.
-    module, serve = to_tensorflow(fn, sm.variables, num_samples, platforms=("cpu", "cuda"))
-    path = os.path.join(out, "saved_model")
-    with io_utils.atomic_dir(path) as tmp:
-      tf.saved_model.save(module, tmp, signatures={"serving_default":
-                                                   serve.get_concrete_function()})
-    loaded = tf.saved_model.load(path).signatures["serving_default"]
-    got = loaded(audio=tf.constant(clip))["probabilities"].numpy()
-    written["savedmodel"], diffs["savedmodel"] = path, float(np.abs(got - expected).max())
-  if "tflite" in formats:
-    # Batch 1: with a free batch size XLA's slices become dynamic gathers, which the TFLite
-    # converter cannot lower (DepthwiseConv1D's shifted slices, the fbank framing).
-    module, serve = to_tensorflow(fn, sm.variables, num_samples, batch=1)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], module)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    try:
-      blob = converter.convert()
-    except Exception as e:  # noqa: BLE001 - the converter raises its own error types
-      raise UserError(f"stage {stage!r}: the TFLite converter cannot lower this model "
-                      f"({str(e).splitlines()[0][:300]}); --format savedmodel still works") from e
-    path = os.path.join(out, "model.tflite")
-    with io_utils.atomic_path(path) as tmp, open(tmp, "wb") as f:
-      f.write(blob)
-    got = np.concatenate([run_tflite(path, c[None]) for c in clip])
-    written["tflite"], diffs["tflite"] = path, float(np.abs(got - expected).max())
+  written, diffs = {}, {}
+  for fmt in formats:
+    written[fmt], got = WRITERS[fmt](fn, sm.variables, num_samples, out, clip, stage)
+    diffs[fmt] = float(np.abs(got - expected).max())
+  classes = inference.classes(config)
   meta = {"run": os.path.abspath(run), "stage": stage, "fold": fold, "best_epoch": sm.epoch,
           "input": {"name": "audio", "shape": [None, num_samples], "tflite_shape": [1, num_samples],
                     "dtype": "float32",
@@ -173,6 +138,67 @@ def export(run: str, fold: int = 0, stage: str | None = None, formats=("savedmod
     check = f", max |Δ| vs JAX {diffs[k]:.1e}" if k in diffs else ""
     log(f"wrote {path} ({_human(_size(path))}{check})")
   return {**written, "max_abs_diff": diffs}
+
+
+def _exported_input(config, stage: str, run: str, seconds: float | None):
+  """(input config the graph's front end computes, sample rate, samples per clip) of `stage`;
+  UserError for a stage whose input has no front end in the graph."""
+  from jaxser import inference
+  from jaxser.features import frontend
+  inference.check_stage(config, stage, run)
+  exportable = lambda s: inference.on_waveforms(config.stages[s].input)[0].kind in frontend.KINDS
+  input_cfg, _ = inference.on_waveforms(config.stages[stage].input)
+  if not exportable(stage):
+    ok = [s for s in config.stage_order if exportable(s)]
+    raise UserError(f"stage {stage!r} reads input kind {input_cfg.kind!r} (config.stages."
+                    f"{stage}.input.kind); export builds the feature front end into the graph "
+                    f"and has one for {list(frontend.KINDS)} (and cached Whisper states) "
+                    f"only; choose another --stage ({', '.join(ok) or 'this run has none'}) "
+                    "or use python -m jaxser.predict")
+  sample_rate = inference.sample_rate(config)
+  seconds = default_seconds(input_cfg) if seconds is None else seconds
+  num_samples = int(round(seconds * sample_rate))
+  if num_samples < 1:
+    raise UserError(f"--seconds {seconds}: a clip needs at least one sample at {sample_rate} Hz")
+  return input_cfg, sample_rate, num_samples
+
+
+def _write_savedmodel(fn, variables, num_samples: int, out: str, clip, stage: str):
+  """(path of the SavedModel written under `out`, its probabilities of `clip`)."""
+  import tensorflow as tf
+  from jaxser import io_utils
+  # CPU and CUDA lowerings both: the SavedModel serves on either.
+  module, serve = to_tensorflow(fn, variables, num_samples, platforms=("cpu", "cuda"))
+  path = os.path.join(out, "saved_model")
+  with io_utils.atomic_dir(path) as tmp:
+    tf.saved_model.save(module, tmp, signatures={"serving_default":
+                                                 serve.get_concrete_function()})
+  loaded = tf.saved_model.load(path).signatures["serving_default"]
+  return path, loaded(audio=tf.constant(clip))["probabilities"].numpy()
+
+
+def _write_tflite(fn, variables, num_samples: int, out: str, clip, stage: str):
+  """(path of the TFLite model written under `out`, its probabilities of `clip`)."""
+  import tensorflow as tf
+  from jaxser import io_utils
+  # Batch 1: with a free batch size XLA's slices become dynamic gathers, which the TFLite
+  # converter cannot lower (DepthwiseConv1D's shifted slices, the fbank framing).
+  module, serve = to_tensorflow(fn, variables, num_samples, batch=1)
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [serve.get_concrete_function()], module)
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  try:
+    blob = converter.convert()
+  except Exception as e:  # noqa: BLE001 - the converter raises its own error types
+    raise UserError(f"stage {stage!r}: the TFLite converter cannot lower this model "
+                    f"({str(e).splitlines()[0][:300]}); --format savedmodel still works") from e
+  path = os.path.join(out, "model.tflite")
+  with io_utils.atomic_path(path) as tmp, open(tmp, "wb") as f:
+    f.write(blob)
+  return path, np.concatenate([run_tflite(path, c[None]) for c in clip])
+
+
+WRITERS = {"savedmodel": _write_savedmodel, "tflite": _write_tflite}
 
 
 def to_plain(cfg) -> dict:

@@ -142,6 +142,24 @@ def load(run: str, config, stage: str, fold: int) -> StageModel:
   return StageModel(stage, fold, model, variables, int(meta.get("epoch", -1)))
 
 
+def on_waveforms(input_cfg, stage_model: StageModel | None = None):
+  """(input config, StageModel) of the same model on the `waveform` input: a stage on cached
+  Whisper states (input kind `whisper_states`) becomes its Whisper model with the log-mel
+  and the frozen layers in the graph, their weights from the checkpoint; others unchanged."""
+  if input_cfg.kind != "whisper_states":
+    return input_cfg, stage_model
+  keep = ("max_seconds", "normalize", "segment")
+  waveform = ml_collections.ConfigDict(dict(
+      {k: input_cfg[k] for k in keep if k in input_cfg}, kind="waveform",
+      normalize=input_cfg.get("normalize", True)))
+  if stage_model is None:
+    return waveform, None
+  model = stage_model.model.clone(frontend="whisper_logmel")
+  variables = {**stage_model.variables,
+               "params": stage_model.model.full_params(stage_model.variables["params"])}
+  return waveform, dataclasses.replace(stage_model, model=model, variables=variables)
+
+
 def window_seconds(input_cfg) -> float | None:
   """Seconds of audio one example of the input covers: its segment, else its `max_seconds`
   (None: the whole clip, e.g. functionals)."""

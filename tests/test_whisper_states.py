@@ -250,3 +250,23 @@ def test_a_student_starts_from_a_teacher_on_cached_states(tmp_path):
                                 encoder["layers"]["2"]["fc2"]["kernel"])
   np.testing.assert_array_equal(got["encoder"]["conv1"]["kernel"], encoder["conv1"]["kernel"])
   np.testing.assert_array_equal(got["classifier"]["kernel"], t_params["classifier"]["kernel"])
+  # Export: the stage's Whisper model on the waveform, its frozen layers in the graph, is
+  # the stage's model on cached states.
+  from jaxser import export, inference
+  run = str(tmp_path / "run")
+  res = export.export(run, 0, "student_kd", formats=("savedmodel",), log=lambda *_: None)
+  assert res["max_abs_diff"]["savedmodel"] < 1e-5
+  config = inference.read_config(run)
+  stage_model = inference.load(run, config, "student_kd", 0)
+  wave = _waves([16000], seed=5)[0]
+  states = build_inputs(Corpus("c", ("a",), 16000, [Utterance("u", "s", 0)],
+                               waveforms={"u": wave}),
+                        ml_collections.ConfigDict({**config.stages.student_kd.input.to_dict(),
+                                                   "cache_dir": None}))
+  want = jax.nn.softmax(stage_model.model.apply(
+      stage_model.variables, jnp.asarray(states.x), jnp.asarray(states.length))["logits"])
+  input_cfg, on_waves = inference.on_waveforms(config.stages.student_kd.input, stage_model)
+  assert input_cfg.kind == "waveform"
+  got = export.probabilities_fn(on_waves, input_cfg, 16000, 16000)(on_waves.variables,
+                                                                    jnp.asarray(wave[None]))
+  np.testing.assert_allclose(got, want, atol=1e-5)
