@@ -177,7 +177,7 @@ def emodistill_spec(quick: bool) -> Spec:
   # The HuBERT-shaped student (the paper's encoder family, and the row's figures so far) with
   # the config's heads, loss and teachers; the config itself now fine-tunes Whisper-base.
   model = {k: v for k, v in stage.model.to_dict().items()
-           if k not in ("checkpoint", "freeze_layers")}
+           if k not in ("checkpoint", "freeze_layers", "frontend")}
   model.update(name="emodistill_student", preset="tiny-hubert" if quick else "small-hubert")
   cfg = ml_collections.ConfigDict(dict(cfg.to_dict(), batch_size=32))
   lc = stage.loss_cfg
