@@ -79,6 +79,9 @@ def test_states_model_refuses_what_it_cannot_be():
   with pytest.raises(ValueError, match="freeze_layers >= 1"):
     WhisperClassifier(3, preset="tiny-whisper", frontend="whisper_states").init(
         jax.random.key(0), states, frames)
+  with pytest.raises(ValueError, match="model.layer=-1 mixes every hidden state"):
+    WhisperClassifier(3, preset="tiny-whisper", frontend="whisper_states", freeze_layers=1,
+                      layer=-1).init(jax.random.key(0), states, frames)
   with pytest.raises(ValueError, match="model.layer=0 lies in the frozen layers"):
     WhisperClassifier(3, preset="tiny-whisper", frontend="whisper_states", freeze_layers=1,
                       layer=0).init(jax.random.key(0), states, frames)
@@ -170,11 +173,33 @@ def test_a_stage_trains_on_cached_states(tmp_path):
   config.stages.student_kd.model = dict(name="whisper_classifier", checkpoint=checkpoint,
                                         frontend="whisper_states", freeze_layers=1, layer=-1,
                                         dropout=0.0)
+  # layer=-1 mixes every state: the input holds states 0..1, the model runs layer 1 up.
   config.stages.student_kd.input = dict(kind="whisper_states", checkpoint=checkpoint, layer=1,
-                                        max_seconds=1.0, cache_dir=str(tmp_path / "cache"))
+                                        all_states=True, max_seconds=1.0,
+                                        cache_dir=str(tmp_path / "cache"))
   rep = train.run(config, str(tmp_path / "run"))
   assert 0.0 <= rep["summary"]["student_kd"]["ua"]["mean"] <= 1.0
   assert len([f for _, _, fs in os.walk(tmp_path / "cache") for f in fs]) == 64
+  # Export: the stage's Whisper model on the waveform, its frozen layers in the graph, is
+  # the stage's model on cached states.
+  from jaxser import export, inference
+  run = str(tmp_path / "run")
+  res = export.export(run, 0, "student_kd", formats=("savedmodel",), log=lambda *_: None)
+  assert res["max_abs_diff"]["savedmodel"] < 1e-5
+  config = inference.read_config(run)
+  stage_model = inference.load(run, config, "student_kd", 0)
+  wave = _waves([16000], seed=5)[0]
+  states = build_inputs(Corpus("c", ("a",), 16000, [Utterance("u", "s", 0)],
+                               waveforms={"u": wave}),
+                        ml_collections.ConfigDict({**config.stages.student_kd.input.to_dict(),
+                                                   "cache_dir": None}))
+  want = jax.nn.softmax(stage_model.model.apply(
+      stage_model.variables, jnp.asarray(states.x), jnp.asarray(states.length))["logits"])
+  input_cfg, on_waves = inference.on_waveforms(config.stages.student_kd.input, stage_model)
+  assert input_cfg.kind == "waveform"
+  got = export.probabilities_fn(on_waves, input_cfg, 16000, 16000)(on_waves.variables,
+                                                                    jnp.asarray(wave[None]))
+  np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_all_states_feed_a_layer_weighting_and_a_fully_frozen_teacher(tmp_path):
@@ -250,23 +275,3 @@ def test_a_student_starts_from_a_teacher_on_cached_states(tmp_path):
                                 encoder["layers"]["2"]["fc2"]["kernel"])
   np.testing.assert_array_equal(got["encoder"]["conv1"]["kernel"], encoder["conv1"]["kernel"])
   np.testing.assert_array_equal(got["classifier"]["kernel"], t_params["classifier"]["kernel"])
-  # Export: the stage's Whisper model on the waveform, its frozen layers in the graph, is
-  # the stage's model on cached states.
-  from jaxser import export, inference
-  run = str(tmp_path / "run")
-  res = export.export(run, 0, "student_kd", formats=("savedmodel",), log=lambda *_: None)
-  assert res["max_abs_diff"]["savedmodel"] < 1e-5
-  config = inference.read_config(run)
-  stage_model = inference.load(run, config, "student_kd", 0)
-  wave = _waves([16000], seed=5)[0]
-  states = build_inputs(Corpus("c", ("a",), 16000, [Utterance("u", "s", 0)],
-                               waveforms={"u": wave}),
-                        ml_collections.ConfigDict({**config.stages.student_kd.input.to_dict(),
-                                                   "cache_dir": None}))
-  want = jax.nn.softmax(stage_model.model.apply(
-      stage_model.variables, jnp.asarray(states.x), jnp.asarray(states.length))["logits"])
-  input_cfg, on_waves = inference.on_waveforms(config.stages.student_kd.input, stage_model)
-  assert input_cfg.kind == "waveform"
-  got = export.probabilities_fn(on_waves, input_cfg, 16000, 16000)(on_waves.variables,
-                                                                    jnp.asarray(wave[None]))
-  np.testing.assert_allclose(got, want, atol=1e-5)

@@ -183,10 +183,14 @@ class WhisperClassifier(nn.Module):
     if self.freeze_encoder:
       states = jax.lax.stop_gradient(states)
     first = self.encoder_config().encoder_layers + 1 - states.shape[1]  # states not given
+    if first and self.layer < 0:
+      raise ValueError("whisper_classifier: model.layer=-1 mixes every hidden state, but the "
+                       f"input holds only the state entering layer {first}; give the input "
+                       "kind whisper_states all_states=True (or choose one layer)")
     if 0 <= self.layer < first:
       raise ValueError(f"whisper_classifier: model.layer={self.layer} lies in the frozen "
                        f"layers below {first} that the input ran; choose {first} or above, or -1")
-    layer = self.layer - first if self.layer >= 0 else -1
+    layer = self.layer - first
     if self.standardize_layers:
       # Each state's frame mean standardised per dimension (batch statistics, running ones
       # at inference) before the mix: the probe recipe of the frozen-feature teachers, whose
