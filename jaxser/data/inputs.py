@@ -273,10 +273,14 @@ def compare_functionals(corpus: Corpus, cfg) -> tuple[list[np.ndarray], None]:
   return list(feats), None
 
 
-def _whisper_waveforms(corpus: Corpus, cfg) -> list[np.ndarray]:
+def _check_whisper_rate(corpus: Corpus, cfg) -> None:
   if corpus.sample_rate != whisper_mel.SAMPLE_RATE:
     raise ValueError(f"input kind {cfg.kind!r} needs 16 kHz audio; set config.corpus."
                      f"sample_rate=16000 (now {corpus.sample_rate})")
+
+
+def _whisper_waveforms(corpus: Corpus, cfg) -> list[np.ndarray]:
+  _check_whisper_rate(corpus, cfg)
   max_len = int(round(cfg.get("max_seconds", 30.0) * corpus.sample_rate))
   return [w[:max_len] for w in _waveforms(corpus, "loading audio")]
 
@@ -315,9 +319,7 @@ def whisper_states(corpus: Corpus, cfg) -> tuple[list[np.ndarray], int]:
   if not cfg.get("layer") or not cfg.get("max_seconds"):
     raise ValueError("input kind 'whisper_states' needs input.layer (how many of the lowest "
                      "layers are frozen: the model's freeze_layers) and input.max_seconds")
-  if corpus.sample_rate != whisper_mel.SAMPLE_RATE:
-    raise ValueError(f"input kind {cfg.kind!r} needs 16 kHz audio; set config.corpus."
-                     f"sample_rate=16000 (now {corpus.sample_rate})")
+  _check_whisper_rate(corpus, cfg)
   waves, max_len = waveform(corpus, cfg)
   return _layer_states(waves, max_len, cfg), int(whisper.encoder_frames(max_len // whisper_mel.HOP))
 
