@@ -46,11 +46,12 @@ def _compile(model, variables, x, length):
   return jax.jit(_inference(model)).lower(variables, x, length).compile()
 
 
-def _flops(compiled) -> float:
+def flops(compiled) -> float | None:
+  """XLA's flop count of a compiled function (None when the backend counts none)."""
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):  # older JAX: one dict per device program
     cost = cost[0]
-  return float(cost["flops"])
+  return float(cost["flops"]) if cost and "flops" in cost else None
 
 
 def _median_ms(fn, repeats: int) -> float:
@@ -65,7 +66,7 @@ def _median_ms(fn, repeats: int) -> float:
 
 def macs(model, variables, example_x, example_len) -> float:
   """Multiply-accumulates of one inference call: XLA's counted flops / 2."""
-  return _flops(_compile(model, variables, example_x, example_len)) / 2
+  return flops(_compile(model, variables, example_x, example_len)) / 2
 
 
 def latency(model, variables, x, length, repeats: int = 100) -> float:
@@ -80,7 +81,7 @@ def measure(model, variables, x, length, repeats: int = 100) -> dict:
   """{'params', 'macs', 'latency_ms'} of `model` on a batch-1 input, compiled once."""
   compiled = _compile(model, variables, x, length)
   return {"params": sum(n for _, _, n in param_table(variables)),
-          "macs": _flops(compiled) / 2,
+          "macs": flops(compiled) / 2,
           "latency_ms": _median_ms(lambda: compiled(variables, x, length), repeats)}
 
 

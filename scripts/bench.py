@@ -66,7 +66,7 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 
 import bench_torch  # noqa: E402
-from jaxser import io_utils, sharding, trainer  # noqa: E402
+from jaxser import io_utils, profile, sharding, trainer  # noqa: E402
 from jaxser.config_utils import load_config_file  # noqa: E402
 from jaxser.experiment import param_count  # noqa: E402
 from jaxser.stage_plan import resolve_stage_train  # noqa: E402
@@ -254,10 +254,7 @@ def build_jax(spec: Spec, mesh, batch: dict):
 
 def xla_flops(step, *args) -> Optional[float]:
   """XLA's flop count of a trainer step's compiled function (`step.jitted`) for `args`."""
-  cost = step.jitted.lower(*args).compile().cost_analysis()
-  if isinstance(cost, (list, tuple)):  # older JAX: one dict per device program
-    cost = cost[0]
-  return float(cost["flops"]) if cost and "flops" in cost else None
+  return profile.flops(step.jitted.lower(*args).compile())
 
 
 # ----------------------------------------------------------------------------- timing

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jaxser import io_utils
+from jaxser import io_utils, profile
 from jaxser.features import frontend, whisper_mel
 from jaxser.models import whisper
 
@@ -122,23 +122,18 @@ def layer_states(waves: Sequence[np.ndarray], num_samples: int, checkpoint: str,
          + ("all|" if all_states else "")).encode()
   cut = [np.ascontiguousarray(w[:num_samples], np.float32) for w in waves]
   keys = [hashlib.sha256(tag + w.tobytes()).hexdigest() for w in cut]
-  paths = [os.path.join(cache_dir, k[:2], k + ".npy") if cache_dir else None for k in keys]
-  out = [np.load(p) if p and os.path.exists(p) else None for p in paths]
-  todo = [i for i, o in enumerate(out) if o is None]
-  for start in tqdm(range(0, len(todo), batch_size), desc=f"Whisper layers 0-{layer - 1}",
-                    disable=not todo, leave=False):
-    rows = todo[start:start + batch_size]
+
+  def compute(rows):
     batch = np.zeros((batch_size, num_samples), np.float32)  # full batches: one compilation
     samples = np.full(batch_size, num_samples, np.int32)
     for j, i in enumerate(rows):
       batch[j, :len(cut[i])] = cut[i]
       samples[j] = max(len(cut[i]), whisper_mel.HOP)
     states = np.asarray(run(jnp.asarray(batch), jnp.asarray(samples)))
-    for j, i in enumerate(rows):
-      out[i] = states[j, :int(whisper.encoder_frames(samples[j] // whisper_mel.HOP))]
-      if paths[i]:
-        with io_utils.atomic_path(paths[i]) as tmp, open(tmp, "wb") as f:
-          np.save(f, out[i])
+    return [states[j, :int(whisper.encoder_frames(samples[j] // whisper_mel.HOP))]
+            for j in range(len(rows))]
+
+  out = _per_clip(keys, cache_dir, compute, batch_size, f"Whisper layers 0-{layer - 1}")
   return [np.asarray(o, np.float32) for o in out]
 
 
@@ -154,9 +149,7 @@ def prefix_size(checkpoint: str, layer: int, num_samples: int,
   used["layers"] = {k: v for k, v in params["layers"].items() if int(k) < layer}
   compiled = run.func.lower(run.args[0], jnp.zeros((1, num_samples), jnp.float32),
                             jnp.full((1,), num_samples, jnp.int32)).compile()
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return sum(int(np.size(v)) for v in jax.tree.leaves(used)), float(cost["flops"]) / 2
+  return sum(int(np.size(v)) for v in jax.tree.leaves(used)), profile.flops(compiled) / 2
 
 
 def _window_means(waves, windows, checkpoint, pad_to_30s, cache_dir, batch_size, kind):
@@ -167,13 +160,9 @@ def _window_means(waves, windows, checkpoint, pad_to_30s, cache_dir, batch_size,
            for ws in windows]
   keys = [hashlib.sha256(tag + span + np.ascontiguousarray(w, np.float32).tobytes()).hexdigest()
           for w, span in zip(waves, spans)]
-  paths = [os.path.join(cache_dir, k[:2], k + ".npy") if cache_dir else None for k in keys]
-  out = [np.load(p) if p and os.path.exists(p) else None for p in paths]
-  todo = [i for i, o in enumerate(out) if o is None]
   most = max((len(ws) for ws in windows), default=1)
-  for start in tqdm(range(0, len(todo), batch_size), desc="Whisper encoder layers",
-                    disable=not todo, leave=False):
-    rows = todo[start:start + batch_size]
+
+  def compute(rows):
     mels = [whisper_mel.log_mel(waves[i], pad_to_30s=pad_to_30s) for i in rows]
     width = max(len(m) for m in mels)
     width += width % 2  # even, so the strided conv's frames cover it
@@ -189,9 +178,25 @@ def _window_means(waves, windows, checkpoint, pad_to_30s, cache_dir, batch_size,
       weights[j, :len(windows[i])] = _frame_weights(windows[i], width // 2, valid)
     means = np.asarray(run(jnp.asarray(batch), jnp.asarray(frames), jnp.asarray(weights),
                            pad_to_30s))
-    for j, i in enumerate(rows):
-      out[i] = means[j, :len(windows[i])]
+    # Whole-clip means are stored [L + 1, D], as before windows existed.
+    return [means[j, 0] if kind == "whisper-layers" else means[j, :len(windows[i])]
+            for j, i in enumerate(rows)]
+
+  out = _per_clip(keys, cache_dir, compute, batch_size, "Whisper encoder layers")
+  return [np.asarray(o, np.float32).reshape((-1,) + np.shape(o)[-2:]) for o in out]
+
+
+def _per_clip(keys, cache_dir, compute, batch_size, desc) -> list[np.ndarray]:
+  """Each clip's array: `<cache_dir>/<key[:2]>/<key>.npy` when cached, else computed by
+  `compute(indices)` (arrays of up to `batch_size` clips, in order) and cached (atomic)."""
+  paths = [os.path.join(cache_dir, k[:2], k + ".npy") if cache_dir else None for k in keys]
+  out = [np.load(p) if p and os.path.exists(p) else None for p in paths]
+  todo = [i for i, o in enumerate(out) if o is None]
+  for start in tqdm(range(0, len(todo), batch_size), desc=desc, disable=not todo, leave=False):
+    rows = todo[start:start + batch_size]
+    for i, array in zip(rows, compute(rows)):
+      out[i] = array
       if paths[i]:
         with io_utils.atomic_path(paths[i]) as tmp, open(tmp, "wb") as f:
-          np.save(f, out[i] if kind != "whisper-layers" else out[i][0])
-  return [np.asarray(o, np.float32).reshape((-1,) + np.shape(o)[-2:]) for o in out]
+          np.save(f, array)
+  return out
