@@ -77,6 +77,10 @@ def check_stage(config, corpus, mesh, plan, name: str) -> None:
   if stage.get("init_from"):
     init_from.check(config, name, model, corpus.num_classes)
   noise.check_stage(config, name)
+  others = [k for k in ("noise", "spec_augment") if stage.get(k)]
+  if stage.get("modality_mask") and others:
+    raise UserError(f"{where}: `modality_mask` (dialogue streams) and `{others[0]}` cannot both "
+                    "augment one stage's batches; keep one")
   if stage.get("spec_augment") and kind not in FRAME_KINDS:
     raise UserError(f"{where}.spec_augment masks [frames, features] inputs, but input kind "
                     f"{kind!r} gives none; use it with one of {FRAME_KINDS}")

@@ -189,6 +189,14 @@ LATE = {  # what used to fail only when its stage started -> (edit of tiny_quick
         types=("white",), snr_db=(0.0,)))), r"teacher.noise adds noise to waveforms"),
     "spec_augment on waveforms": (lambda c, d: c.stages.student_kd.update(dict(spec_augment=dict(
         freq_masks=1))), r"student_kd.spec_augment masks \[frames, features\] inputs"),
+    "noise with spec_augment": (lambda c, d: c.stages.student_kd.update(dict(
+        noise=dict(types=("white",), snr_db=(0.0,)), spec_augment=dict(freq_masks=1))),
+                                r"student_kd: `noise` \(waveforms\) and `spec_augment` "
+                                r"\(features\) cannot both"),
+    "modality_mask with noise": (lambda c, d: c.stages.student_kd.update(dict(
+        noise=dict(types=("white",), snr_db=(0.0,)), modality_mask=dict(p_none=1.0))),
+                                 r"student_kd: `modality_mask` \(dialogue streams\) and `noise` "
+                                 r"cannot both"),
     "optimizer": (lambda c, d: c.stages.student_kd.train.update(dict(optimizer="adagrad")),
                   r"config.stages.student_kd: config.train.optimizer='adagrad' is unknown"),
     "model setting": (lambda c, d: c.stages.student_kd.model.update(dict(widht=3)),

@@ -9,8 +9,8 @@ from jaxser.stage_features import modality_mask, noise
 
 
 def augmenter(config, corpus, name: str, inputs, train_ids):
-  # `stage_checks.check_stage` refused noise with spec_augment, and masking of inputs without
-  # frames; `modality_mask` wins over both (not checked yet) and refuses inputs without streams.
+  # `stage_checks.check_stage` refused any two of them, and masking of inputs without frames;
+  # `modality_mask` refuses inputs without streams.
   stage = config.stages[name]
   if stage.get("modality_mask"):
     return modality_mask.ModalityMask(stage.modality_mask, config.seed, inputs.streams,
