@@ -115,6 +115,7 @@ def _checked_model(config, corpus, mesh, plan, name: str):
       if mesh is not None:
         check_batch_sizes(plan.train, mesh, name)
       trainer.make_optimizer(plan.train, _CHECK_STEPS_PER_EPOCH)
+      trainer.check_monitors(plan.train)
     return build_model(config.stages[name].model, corpus.num_classes)
   except UserError:
     raise

@@ -213,6 +213,20 @@ def evaluate(predict_step, state, dataset, labels: np.ndarray, num_classes: int,
   return {"outputs": out, "metrics": m}
 
 
+MONITORS = ("loss", "ua", "wa", "macro_f1")  # validation metrics a train setting can watch
+
+
+def check_monitors(cfg) -> None:
+  """ValueError naming the setting when `select` or a `monitor` names no validation metric."""
+  settings = {"select": (cfg.get("select", "ua"), MONITORS + ("last",))}
+  for rule in ("plateau", "early_stopping"):
+    if (cfg.get(rule) or {}).get("monitor") is not None:
+      settings[f"{rule}.monitor"] = (cfg[rule]["monitor"], MONITORS)
+  for key, (value, allowed) in settings.items():
+    if value not in allowed:
+      raise ValueError(f"config.train.{key}={value!r} is unknown; choose one of {allowed}")
+
+
 def _monitor_value(m: dict, name: str) -> float:
   """Higher is better: loss is negated."""
   return -m["loss"] if name == "loss" else m[name]
@@ -241,25 +255,21 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
   """
   meta = {"epoch": -1, "best": -math.inf, "best_epoch": -1, "lr_scale": 1.0,
           "plateau_best": -math.inf, "plateau_wait": 0, "stopped": False, "history": [],
-          "seconds": 0.0}
+          "seconds": 0.0, "early_best": -math.inf, "early_epoch": -1}
   restored = ckpts.restore_latest(state)
   if restored is not None:
     state, meta = restored
-    meta.setdefault("seconds", 0.0)  # checkpoints written before it was recorded
-  plateau = cfg.get("plateau", {}) or {}
-  early = cfg.get("early_stopping", {}) or {}
+    # Checkpoints written before these were recorded: early stopping then watched `select`.
+    meta.setdefault("seconds", 0.0)
+    meta.setdefault("early_best", meta["best"])
+    meta.setdefault("early_epoch", meta["best_epoch"])
+  select = cfg.get("select", "ua")
   for epoch in range(meta["epoch"] + 1, cfg.epochs):
     if meta["stopped"]:
       break
     epoch_start = time.time()
-    step_metrics = []
-    bar = tqdm(train_data(epoch).as_numpy_iterator(), total=steps_per_epoch, leave=False,
-               desc=f"{desc} epoch {epoch + 1}/{cfg.epochs}", disable=not distributed.is_main())
-    for batch in bar:
-      state, m = train_step(state, batch)
-      step_metrics.append(m)
-    train_m = {k: float(np.mean([float(s[k]) for s in jax.device_get(step_metrics)]))
-               for k in step_metrics[0]}
+    state, train_m = _train_epoch(state, train_step, train_data(epoch), steps_per_epoch,
+                                  f"{desc} epoch {epoch + 1}/{cfg.epochs}")
     _check_finite(train_m["loss"], f"{desc} epoch {epoch + 1}: training loss")
     valid_m = evaluate(predict_step, state, valid_data, valid_labels, num_classes,
                        valid_groups)["metrics"]
@@ -271,25 +281,15 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
     if writer is not None:
       writer.write_scalars(int(state.step), {k: v for k, v in record.items() if k != "epoch"})
     # "last": the epoch count was fixed beforehand (a refit), so the newest state is kept.
-    select = cfg.get("select", "ua")
     score = epoch if select == "last" else _monitor_value(valid_m, select)
     if score > meta["best"]:
       meta.update(best=score, best_epoch=epoch)
       ckpts.save_best(int(state.step), state, {"epoch": epoch, "valid": valid_m})
-    if plateau.get("patience", 0):
-      value = _monitor_value(valid_m, plateau.get("monitor", "loss"))
-      if value > meta["plateau_best"]:
-        meta.update(plateau_best=value, plateau_wait=0)
-      else:
-        meta["plateau_wait"] += 1
-        if meta["plateau_wait"] > plateau["patience"]:
-          meta.update(lr_scale=meta["lr_scale"] * plateau.get("factor", 0.5), plateau_wait=0)
-          state = state.replace(opt_state=set_lr_scale(state.opt_state, meta["lr_scale"]))
-    if early.get("patience", 0) and epoch - meta["best_epoch"] >= early["patience"]:
-      meta["stopped"] = True
+    if _watch(meta, valid_m, epoch, cfg.get("plateau", {}) or {},
+              cfg.get("early_stopping", {}) or {}, select):
+      state = state.replace(opt_state=set_lr_scale(state.opt_state, meta["lr_scale"]))
     meta["epoch"] = epoch
     meta["seconds"] += time.time() - epoch_start
-    bar.close()
     if distributed.is_main():
       tqdm.write(f"{desc} epoch {epoch + 1}: train loss {train_m['loss']:.4f}  valid loss "
                  f"{valid_m['loss']:.4f}  UA {valid_m['ua']:.3f}  WA {valid_m['wa']:.3f}")
@@ -297,3 +297,40 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
     if on_epoch_end is not None:
       on_epoch_end(epoch)
   return meta
+
+
+def _train_epoch(state, train_step, dataset, steps: int, desc: str):
+  """One pass of `train_step` over `dataset` (a progress bar on process 0): (state, the
+  mean of each step metric)."""
+  step_metrics = []
+  bar = tqdm(dataset.as_numpy_iterator(), total=steps, leave=False, desc=desc,
+             disable=not distributed.is_main())
+  for batch in bar:
+    state, m = train_step(state, batch)
+    step_metrics.append(m)
+  bar.close()
+  return state, {k: float(np.mean([float(s[k]) for s in jax.device_get(step_metrics)]))
+                 for k in step_metrics[0]}
+
+
+def _watch(meta, valid_m, epoch: int, plateau, early, select: str) -> bool:
+  """The plateau and early-stopping rules after `epoch`, each on its own `monitor` (early
+  stopping's default: `select`), kept in `meta`; True when the plateau rule cut the learning
+  rate (to meta["lr_scale"])."""
+  cut = False
+  if plateau.get("patience", 0):
+    value = _monitor_value(valid_m, plateau.get("monitor", "loss"))
+    if value > meta["plateau_best"]:
+      meta.update(plateau_best=value, plateau_wait=0)
+    else:
+      meta["plateau_wait"] += 1
+      if meta["plateau_wait"] > plateau["patience"]:
+        meta.update(lr_scale=meta["lr_scale"] * plateau.get("factor", 0.5), plateau_wait=0)
+        cut = True
+  if early.get("patience", 0):
+    value = _monitor_value(valid_m, early.get("monitor", select))
+    if value > meta["early_best"]:
+      meta.update(early_best=value, early_epoch=epoch)
+    elif epoch - meta["early_epoch"] >= early["patience"]:
+      meta["stopped"] = True
+  return cut

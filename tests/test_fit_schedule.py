@@ -91,3 +91,14 @@ def test_a_non_finite_loss_stops_the_stage_at_once_naming_the_epoch(train_losses
   with pytest.raises(UserError, match=what) as err:
     _run(valid_losses, dict(patience=0), dict(patience=0), epochs=3, train_losses=train_losses)
   assert "NaN/inf" in str(err.value)
+
+
+def test_early_stopping_watches_its_own_monitor_not_select():
+  """select="loss" keeps improving; early stopping on UA (1 once class 0 wins, p > 0.5) stops
+  2 epochs after UA's first 1, while the best checkpoint still follows the loss."""
+  losses = [1.0, 0.5, 0.4, 0.3, 0.2, 0.1]
+  meta, scales, ckpts = _run(losses, dict(patience=0), dict(patience=2, monitor="ua"),
+                             epochs=len(losses))
+  assert [h["valid/ua"] for h in meta["history"]] == [0.0, 1.0, 1.0, 1.0]
+  assert meta["stopped"] and meta["epoch"] == 3 and meta["early_epoch"] == 1
+  assert meta["best_epoch"] == 3 and ckpts.best == [0, 1, 2, 3]

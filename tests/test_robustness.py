@@ -199,6 +199,12 @@ LATE = {  # what used to fail only when its stage started -> (edit of tiny_quick
                                  r"cannot both"),
     "optimizer": (lambda c, d: c.stages.student_kd.train.update(dict(optimizer="adagrad")),
                   r"config.stages.student_kd: config.train.optimizer='adagrad' is unknown"),
+    "select": (lambda c, d: c.stages.student_kd.train.update(dict(select="UA")),
+               r"config.stages.student_kd: config.train.select='UA' is unknown"),
+    "early stopping monitor": (lambda c, d: c.stages.student_kd.train.update(dict(
+        early_stopping=dict(patience=2, monitor="f1"))),
+                               r"config.train.early_stopping.monitor='f1' is unknown; choose one "
+                               r"of \('loss', 'ua', 'wa', 'macro_f1'\)"),
     "model setting": (lambda c, d: c.stages.student_kd.model.update(dict(widht=3)),
                       r"config.stages.student_kd: model 'litecnn' has no settings \['widht'\]"),
     "input kind": (lambda c, d: c.stages.student_kd.input.update(dict(kind="mfcc")),
