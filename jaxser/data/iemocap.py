@@ -145,46 +145,10 @@ def scan(manual_dir: str, sample_rate: int = 16000, classes: str = "4class",
     if not os.path.isdir(emo_dir) or not os.path.isdir(wav_root):
       raise FileNotFoundError(f"IEMOCAP: {session} lacks {emo_dir} or {wav_root}; "
                               f"expected {LAYOUT}")
-    labelled = set()
+    labelled: set[str] = set()
     for fname in _txt_files(emo_dir):
-      dialogue = fname[:-4]
-      wav_dir = os.path.join(wav_root, dialogue)
-      tpath = os.path.join(sdir, "dialog", "transcriptions", fname)
-      transcripts = parse_transcriptions(tpath) if os.path.isfile(tpath) else {}
-      kind = _subset_of(dialogue)
-      kept = []
-      for start, _, utt_id, code in parse_emo_evaluation(os.path.join(emo_dir, fname)):
-        labelled.add(utt_id)
-        if subset != "all" and kind != subset:
-          skipped[f"subset: {kind}"] += 1
-          continue
-        if code not in label_map:
-          skipped[f"label {code}"] += 1
-          continue
-        path = os.path.join(wav_dir, utt_id + ".wav")
-        try:
-          info = audio.check(path)  # read whole, as `corpus.scan_wav_folder` does
-        except audio.AudioError as e:
-          skipped[e.reason] += 1
-          bad[path] = e.reason
-          log.info("IEMOCAP: %s", e)
-          continue
-        if utt_id not in transcripts:
-          no_transcript.append(utt_id)
-        kept.append((start, utt_id, path, info.duration, code))
-      for turn, (_, utt_id, path, duration, code) in enumerate(sorted(kept)):
-        utts.append(Utterance(id=utt_id, speaker=speaker_of(utt_id), label=label_map[code],
-                              path=path, session=utt_id[:5], dialogue=dialogue, turn=turn,
-                              transcript=transcripts.get(utt_id, ""), duration=duration,
-                              gender=utt_id.rsplit("_", 1)[-1][:1].lower()))
-    # Wavs no summary line names would otherwise vanish without a trace.
-    for dialogue in sorted(os.listdir(wav_root)):
-      ddir = os.path.join(wav_root, dialogue)
-      if not os.path.isdir(ddir) or dialogue.startswith("."):
-        continue
-      for w in os.listdir(ddir):
-        if w.endswith(".wav") and not w.startswith(".") and w[:-4] not in labelled:
-          skipped["no label line"] += 1
+      utts += _dialogue(sdir, fname, label_map, subset, labelled, skipped, bad, no_transcript)
+    _count_unlabelled(wav_root, labelled, skipped)
   if no_transcript:
     log.warning("IEMOCAP: %d kept utterances have no transcript line (kept with transcript "
                 "''), e.g. %s", len(no_transcript), no_transcript[:3])
@@ -193,3 +157,51 @@ def scan(manual_dir: str, sample_rate: int = 16000, classes: str = "4class",
                             f"(skipped: {dict(skipped)}); expected {LAYOUT}")
   utts.sort(key=lambda u: (u.session, u.dialogue, u.turn, u.id))
   return Corpus(NAME, CLASS_LISTS[classes], int(sample_rate), utts, skipped, bad)
+
+
+def _dialogue(sdir, fname, label_map, subset, labelled, skipped, bad, no_transcript):
+  """The kept utterances of one dialogue (its EmoEvaluation file `fname` in session folder
+  `sdir`), in turn order; adds to `labelled`, `skipped`, `bad` and `no_transcript`."""
+  dialogue = fname[:-4]
+  wav_dir = os.path.join(sdir, "sentences", "wav", dialogue)
+  tpath = os.path.join(sdir, "dialog", "transcriptions", fname)
+  transcripts = parse_transcriptions(tpath) if os.path.isfile(tpath) else {}
+  kind = _subset_of(dialogue)
+  kept = []
+  for start, _, utt_id, code in parse_emo_evaluation(
+      os.path.join(sdir, "dialog", "EmoEvaluation", fname)):
+    labelled.add(utt_id)
+    if subset != "all" and kind != subset:
+      skipped[f"subset: {kind}"] += 1
+      continue
+    if code not in label_map:
+      skipped[f"label {code}"] += 1
+      continue
+    path = os.path.join(wav_dir, utt_id + ".wav")
+    try:
+      info = audio.check(path)  # read whole, as `corpus.scan_wav_folder` does
+    except audio.AudioError as e:
+      skipped[e.reason] += 1
+      bad[path] = e.reason
+      log.info("IEMOCAP: %s", e)
+      continue
+    if utt_id not in transcripts:
+      no_transcript.append(utt_id)
+    kept.append((start, utt_id, path, info.duration, code))
+  return [Utterance(id=utt_id, speaker=speaker_of(utt_id), label=label_map[code], path=path,
+                    session=utt_id[:5], dialogue=dialogue, turn=turn,
+                    transcript=transcripts.get(utt_id, ""), duration=duration,
+                    gender=utt_id.rsplit("_", 1)[-1][:1].lower())
+          for turn, (_, utt_id, path, duration, code) in enumerate(sorted(kept))]
+
+
+def _count_unlabelled(wav_root, labelled, skipped) -> None:
+  """Counts the wavs under `wav_root` that no summary line names (they would otherwise vanish
+  without a trace) in `skipped["no label line"]`."""
+  for dialogue in sorted(os.listdir(wav_root)):
+    ddir = os.path.join(wav_root, dialogue)
+    if not os.path.isdir(ddir) or dialogue.startswith("."):
+      continue
+    for w in os.listdir(ddir):
+      if w.endswith(".wav") and not w.startswith(".") and w[:-4] not in labelled:
+        skipped["no label line"] += 1
