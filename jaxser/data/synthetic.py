@@ -398,41 +398,18 @@ def synthesize(rng: np.random.Generator, p: Prosody, num_samples: int, sr: int,
                snr_db: float, fricatives: tuple[np.ndarray, ...]) -> np.ndarray:
   """One utterance's waveform (float32, [num_samples]) at the level set by `p.level_db`."""
   lay = _layout(rng, num_samples, sr, p.rate_sps, p.pause_prob)
-  k = lay["num_syllables"]
   v = np.flatnonzero(lay["kind"] == 2)  # voiced samples; all source work happens there
   f0, accent = _f0_contour(rng, lay, v, p, sr)
   deriv, flow = _glottal_source(rng, f0, p, sr)
-
-  # Voicing envelope: smooth attack/release per nucleus, syllable stress follows the pitch
-  # accent, and loudness falls over the utterance.
-  off, seg_len = lay["offset"][v], lay["seg_len"][v]
-  attack = np.minimum(0.025 * sr, 0.3 * seg_len)
-  release = np.minimum(0.05 * sr, 0.4 * seg_len)
-  env = _smoothstep(off / attack) * _smoothstep((seg_len - off) / release)
-  stress_db = 0.8 * accent + rng.normal(0.0, 2.0, k)
-  t = np.clip((v - lay["lead"]) / max(lay["avail"], 1), 0.0, 1.0)
-  env *= np.exp((stress_db[lay["syl"][v]] - 3.0 * t) * (np.log(10.0) / 20.0))
-
+  env = _voicing_envelope(rng, lay, v, accent, sr)
   deriv /= np.sqrt(np.mean(deriv ** 2)) + 1e-12
   breath = 10.0 ** (p.breath_db / 20.0) * rng.standard_normal(len(v)) * (0.3 + flow)
   source = np.zeros(num_samples)
   source[v] = (deriv + breath) * env
   source = scipy.signal.lfilter([1.0 - p.tilt], [1.0, -p.tilt], source)
 
-  # Formant targets: each nucleus glides from one vowel to another; gaps coarticulate.
-  vowels = np.asarray(_VOWELS)
-  start_v = rng.integers(0, len(vowels), k)
-  end_v = np.where(rng.random(k) < 0.5, start_v, rng.integers(0, len(vowels), k))
-  times = np.stack([lay["nucleus_start"], lay["nucleus_end"]], 1).ravel().astype(float)
-  # One random shift per syllable, so a steady vowel gives runs of equal coefficients.
-  targets = np.stack([vowels[start_v], vowels[end_v]], 1) * np.exp(rng.normal(0.0, 0.04, (k, 1, 3)))
-  targets = targets.reshape(-1, 3)
   hop = max(1, int(round(_FRAME_SECONDS * sr)))
-  num_frames = -(-num_samples // hop)
-  centres = (np.arange(num_frames) + 0.5) * hop
-  freqs = np.stack([np.interp(centres, times, targets[:, j]) for j in range(3)], 1)
-  freqs *= p.formant_scale * np.array([p.f1_scale, p.f23_scale, p.f23_scale])
-  freqs = np.minimum(freqs, 0.45 * sr)
+  freqs = _formant_track(rng, lay, p, num_samples, hop, sr)
   bws = np.broadcast_to(np.asarray(_FORMANT_BW) * p.bw_scale, freqs.shape)
   gain, den = _all_pole_formants(freqs, bws, sr)
   # 20 ms is >= 4 decay time constants of the narrowest (~65 Hz) resonance: below -35 dB.
@@ -444,20 +421,7 @@ def synthesize(rng: np.random.Generator, p: Prosody, num_samples: int, sr: int,
   active = v[env > 0.5 * env.max()]
   speech_rms = _REF_RMS * 10.0 ** (p.level_db / 20.0)
   speech *= speech_rms / (np.sqrt(np.mean(speech[active] ** 2)) + 1e-12)
-
-  # Consonant onsets: band-limited noise bursts, one of three fricative colours.
-  o = np.flatnonzero(lay["kind"] == 1)
-  if len(o):
-    colour = rng.integers(0, len(fricatives), k)[lay["syl"][o]]
-    level = 10.0 ** ((p.consonant_db + rng.normal(0.0, 3.0, k)) / 20.0) * speech_rms
-    burst = np.zeros(len(o))
-    for c, sos in enumerate(fricatives):
-      where = np.flatnonzero(colour == c)
-      if len(where):
-        noise = scipy.signal.sosfilt(sos, rng.standard_normal(len(where)))
-        burst[where] = noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
-    pos = lay["offset"][o] / lay["seg_len"][o]
-    speech[o] += burst * level[lay["syl"][o]] * np.sin(np.pi * pos) ** 0.7
+  _add_consonants(rng, speech, lay, p, speech_rms, fricatives)
 
   # Background: coloured noise at the drawn SNR relative to active speech.
   pole = rng.uniform(0.7, 0.98)
@@ -470,6 +434,55 @@ def synthesize(rng: np.random.Generator, p: Prosody, num_samples: int, sr: int,
   wave = wave.astype(np.float32)
   chex.assert_shape(wave, (num_samples,))
   return wave
+
+
+def _voicing_envelope(rng, lay, v: np.ndarray, accent: np.ndarray, sr: int) -> np.ndarray:
+  """The voiced samples' envelope: smooth attack/release per nucleus, syllable stress that
+  follows the pitch accent, and loudness falling over the utterance."""
+  off, seg_len = lay["offset"][v], lay["seg_len"][v]
+  attack = np.minimum(0.025 * sr, 0.3 * seg_len)
+  release = np.minimum(0.05 * sr, 0.4 * seg_len)
+  env = _smoothstep(off / attack) * _smoothstep((seg_len - off) / release)
+  stress_db = 0.8 * accent + rng.normal(0.0, 2.0, lay["num_syllables"])
+  t = np.clip((v - lay["lead"]) / max(lay["avail"], 1), 0.0, 1.0)
+  return env * np.exp((stress_db[lay["syl"][v]] - 3.0 * t) * (np.log(10.0) / 20.0))
+
+
+def _formant_track(rng, lay, p: Prosody, num_samples: int, hop: int, sr: int) -> np.ndarray:
+  """F1-F3 per frame of `hop` samples [frames, 3]: each nucleus glides from one vowel to
+  another, gaps coarticulate."""
+  k = lay["num_syllables"]
+  vowels = np.asarray(_VOWELS)
+  start_v = rng.integers(0, len(vowels), k)
+  end_v = np.where(rng.random(k) < 0.5, start_v, rng.integers(0, len(vowels), k))
+  times = np.stack([lay["nucleus_start"], lay["nucleus_end"]], 1).ravel().astype(float)
+  # One random shift per syllable, so a steady vowel gives runs of equal coefficients.
+  targets = np.stack([vowels[start_v], vowels[end_v]], 1) * np.exp(rng.normal(0.0, 0.04, (k, 1, 3)))
+  targets = targets.reshape(-1, 3)
+  centres = (np.arange(-(-num_samples // hop)) + 0.5) * hop
+  freqs = np.stack([np.interp(centres, times, targets[:, j]) for j in range(3)], 1)
+  freqs *= p.formant_scale * np.array([p.f1_scale, p.f23_scale, p.f23_scale])
+  return np.minimum(freqs, 0.45 * sr)
+
+
+def _add_consonants(rng, speech: np.ndarray, lay, p: Prosody, speech_rms: float,
+                    fricatives: tuple[np.ndarray, ...]) -> None:
+  """Adds the consonant onsets to `speech` in place: band-limited noise bursts, one of three
+  fricative colours per syllable."""
+  o = np.flatnonzero(lay["kind"] == 1)
+  if not len(o):
+    return
+  k = lay["num_syllables"]
+  colour = rng.integers(0, len(fricatives), k)[lay["syl"][o]]
+  level = 10.0 ** ((p.consonant_db + rng.normal(0.0, 3.0, k)) / 20.0) * speech_rms
+  burst = np.zeros(len(o))
+  for c, sos in enumerate(fricatives):
+    where = np.flatnonzero(colour == c)
+    if len(where):
+      noise = scipy.signal.sosfilt(sos, rng.standard_normal(len(where)))
+      burst[where] = noise / (np.sqrt(np.mean(noise ** 2)) + 1e-12)
+  pos = lay["offset"][o] / lay["seg_len"][o]
+  speech[o] += burst * level[lay["syl"][o]] * np.sin(np.pi * pos) ** 0.7
 
 
 def make_transcript(rng: np.random.Generator, label: int, emotion_prob: float) -> str:
