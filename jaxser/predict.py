@@ -216,19 +216,11 @@ def run(args, stdout=None, stderr=None) -> int:
   """Labels the files of `args`; 0 if every file was labelled, 1 if some failed."""
   from tqdm import tqdm
   from jaxser import inference
-  from jaxser.features import audio
-  from jaxser.features.audio import AudioError
   stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
   config = inference.read_config(args.run)
   stage = args.stage or inference.default_stage(config)
   inference.check_stage(config, stage, args.run)
-  if args.ensemble:
-    folds = inference.folds_with_best(args.run, config, stage)
-    if not folds:
-      raise UserError(f"--ensemble: no fold of {args.run} holds a best checkpoint of stage "
-                      f"{stage!r}; train it first (python -m jaxser.train --workdir {args.run})")
-  else:
-    folds = [args.fold or 0]
+  folds = _folds(args, config, stage)
   files = find_files(args.paths)
   predictor = Predictor(args.run, config, stage, folds)
   writer = Writer(stdout, args.format, predictor.classes, args.windows)
@@ -245,29 +237,49 @@ def run(args, stdout=None, stderr=None) -> int:
               file=stderr)
 
   for start in range(0, len(files), CHUNK):
-    good = []
-    for path in files[start:start + CHUNK]:
-      try:
-        good.append((path, audio.load_wav(path, predictor.sample_rate)))
-      except AudioError as e:
-        fail(path, e)
-    try:
-      results = predictor([w for _, w in good]) if good else []
-    except Exception:  # a feature extractor choked on one of them: find which, keep the rest
-      results = []
-      for path, w in list(good):
-        try:
-          results += predictor([w])
-        except Exception as e:  # noqa: BLE001 - reported per file, the run goes on
-          fail(path, e)
-          good.remove((path, w))
-    for (path, _), result in zip(good, results):
+    for path, result in _label(predictor, files[start:start + CHUNK], fail):
       writer.write(path, result)
     bar.update(min(CHUNK, len(files) - start))
   bar.close()
   if failed:
     print(f"{failed} of {len(files)} files could not be labelled (named above)", file=stderr)
   return 1 if failed else 0
+
+
+def _folds(args, config, stage: str) -> list[int]:
+  """The folds whose models label the files: every fold with a best checkpoint of `stage`
+  (--ensemble), else --fold."""
+  from jaxser import inference
+  if not args.ensemble:
+    return [args.fold or 0]
+  folds = inference.folds_with_best(args.run, config, stage)
+  if not folds:
+    raise UserError(f"--ensemble: no fold of {args.run} holds a best checkpoint of stage "
+                    f"{stage!r}; train it first (python -m jaxser.train --workdir {args.run})")
+  return folds
+
+
+def _label(predictor, paths, fail) -> list:
+  """(path, result) of each of `paths` that loads and labels; `fail(path, error)` for the
+  others (the rest are still labelled)."""
+  from jaxser.features import audio
+  good = []
+  for path in paths:
+    try:
+      good.append((path, audio.load_wav(path, predictor.sample_rate)))
+    except audio.AudioError as e:
+      fail(path, e)
+  try:
+    results = predictor([w for _, w in good]) if good else []
+  except Exception:  # a feature extractor choked on one of them: find which, keep the rest
+    results = []
+    for path, w in list(good):
+      try:
+        results += predictor([w])
+      except Exception as e:  # noqa: BLE001 - reported per file, the run goes on
+        fail(path, e)
+        good.remove((path, w))
+  return [(path, result) for (path, _), result in zip(good, results)]
 
 
 def use_compilation_cache() -> None:
