@@ -213,7 +213,7 @@ def evaluate(predict_step, state, dataset, labels: np.ndarray, num_classes: int,
   return {"outputs": out, "metrics": m}
 
 
-MONITORS = ("loss", "ua", "wa", "macro_f1")  # validation metrics a train setting can watch
+MONITORS = ("loss", "ua", "wa", "macro_f1")  # validation metrics logged per epoch and watchable
 
 
 def check_monitors(cfg) -> None:
@@ -276,7 +276,7 @@ def fit(*, state: TrainState, train_step, predict_step, train_data: Callable[[in
     _check_finite(valid_m["loss"], f"{desc} epoch {epoch + 1}: validation loss")
     record = {"epoch": epoch, "lr_scale": meta["lr_scale"],
               **{f"train/{k}": v for k, v in train_m.items()},
-              **{f"valid/{k}": valid_m[k] for k in ("loss", "ua", "wa", "macro_f1")}}
+              **{f"valid/{k}": valid_m[k] for k in MONITORS}}
     meta["history"].append(record)
     if writer is not None:
       writer.write_scalars(int(state.step), {k: v for k, v in record.items() if k != "epoch"})
