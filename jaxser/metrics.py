@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# The scores `from_confusion` returns, in report column order.
+NAMES = ("ua", "wa", "macro_precision", "macro_f1", "weighted_f1")
+
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
   """Counts [true, predicted] for integer `labels` and `preds`."""

@@ -12,7 +12,7 @@ from jaxser import metrics as metrics_lib
 from jaxser.config_utils import to_dict
 from jaxser.errors import UserError
 
-METRICS = ("ua", "wa", "macro_precision", "macro_f1", "weighted_f1")
+METRICS = metrics_lib.NAMES
 
 
 def protocol_label(folds) -> str:

@@ -213,7 +213,8 @@ def evaluate(predict_step, state, dataset, labels: np.ndarray, num_classes: int,
   return {"outputs": out, "metrics": m}
 
 
-MONITORS = ("loss", "ua", "wa", "macro_f1")  # validation metrics logged per epoch and watchable
+# Validation metrics logged per epoch and watchable by `select` and the schedule rules.
+MONITORS = ("loss",) + metrics_lib.NAMES
 
 
 def check_monitors(cfg) -> None:

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from jaxser import stage_plan
+from jaxser import stage_plan, trainer
 from jaxser.config_utils import load_config_file
 from tiny_config import ROOT
 
@@ -49,3 +49,11 @@ def test_config_keeps_its_stage_hashes(spec):
 @pytest.mark.parametrize("spec", _specs(LEAD_EDITED))
 def test_lead_edited_config_keeps_its_stage_hashes(spec):
   assert stage_hashes(spec) == LEAD_EDITED[SAME_AS.get(spec, spec)]
+
+
+@pytest.mark.parametrize("spec", _specs(CONFIGS) + _specs(LEAD_EDITED))
+def test_config_selects_and_monitors_validation_metrics_the_trainer_logs(spec):
+  name, sep, variant = spec.partition(":")
+  config = load_config_file(os.path.join(ROOT, "configs", f"{name}.py") + sep + variant)
+  for stage in config.stages:
+    trainer.check_monitors(stage_plan.resolve_stage_train(config, stage))

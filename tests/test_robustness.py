@@ -204,7 +204,8 @@ LATE = {  # what used to fail only when its stage started -> (edit of tiny_quick
     "early stopping monitor": (lambda c, d: c.stages.student_kd.train.update(dict(
         early_stopping=dict(patience=2, monitor="f1"))),
                                r"config.train.early_stopping.monitor='f1' is unknown; choose one "
-                               r"of \('loss', 'ua', 'wa', 'macro_f1'\)"),
+                               r"of \('loss', 'ua', 'wa', 'macro_precision', 'macro_f1', "
+                               r"'weighted_f1'\)"),
     "model setting": (lambda c, d: c.stages.student_kd.model.update(dict(widht=3)),
                       r"config.stages.student_kd: model 'litecnn' has no settings \['widht'\]"),
     "input kind": (lambda c, d: c.stages.student_kd.input.update(dict(kind="mfcc")),
