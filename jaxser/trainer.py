@@ -226,6 +226,11 @@ def check_monitors(cfg) -> None:
   for key, (value, allowed) in settings.items():
     if value not in allowed:
       raise ValueError(f"config.train.{key}={value!r} is unknown; choose one of {allowed}")
+  early = cfg.get("early_stopping") or {}
+  if early.get("patience", 0) and early.get("monitor") is None and settings["select"][0] == "last":
+    raise ValueError("config.train.early_stopping watches `select` unless it names a monitor, "
+                     "and select='last' is no validation metric: set early_stopping.monitor "
+                     f"(one of {MONITORS}) or early_stopping.patience=0")
 
 
 def _monitor_value(m: dict, name: str) -> float:

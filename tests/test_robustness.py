@@ -206,6 +206,11 @@ LATE = {  # what used to fail only when its stage started -> (edit of tiny_quick
                                r"config.train.early_stopping.monitor='f1' is unknown; choose one "
                                r"of \('loss', 'ua', 'wa', 'macro_precision', 'macro_f1', "
                                r"'weighted_f1'\)"),
+    "early stopping on select last": (lambda c, d: (
+        setattr(c.train, "early_stopping", dict(patience=2)),  # no monitor: it follows select
+        c.stages.student_kd.train.update(dict(select="last"))),
+                                      r"config.train.early_stopping watches `select` unless it "
+                                      r"names a monitor, and select='last'"),
     "model setting": (lambda c, d: c.stages.student_kd.model.update(dict(widht=3)),
                       r"config.stages.student_kd: model 'litecnn' has no settings \['widht'\]"),
     "input kind": (lambda c, d: c.stages.student_kd.input.update(dict(kind="mfcc")),
