@@ -17,6 +17,7 @@ filterbanks, eGeMAPS through opensmile), the mean over `repeats` random clips.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import sys
@@ -54,6 +55,13 @@ def flops(compiled) -> float | None:
   return float(cost["flops"]) if cost and "flops" in cost else None
 
 
+def macs_of(compiled) -> float:
+  """Multiply-accumulates of a compiled function: XLA's flops / 2; NaN when the backend
+  counts none, so sums stay unknown and reports print "nan" instead of failing."""
+  count = flops(compiled)
+  return math.nan if count is None else count / 2
+
+
 def _median_ms(fn, repeats: int) -> float:
   jax.block_until_ready(fn())  # warm-up: first-call allocation and thread start-up
   times = []
@@ -66,7 +74,7 @@ def _median_ms(fn, repeats: int) -> float:
 
 def macs(model, variables, example_x, example_len) -> float:
   """Multiply-accumulates of one inference call: XLA's counted flops / 2."""
-  return flops(_compile(model, variables, example_x, example_len)) / 2
+  return macs_of(_compile(model, variables, example_x, example_len))
 
 
 def latency(model, variables, x, length, repeats: int = 100) -> float:
@@ -81,7 +89,7 @@ def measure(model, variables, x, length, repeats: int = 100) -> dict:
   """{'params', 'macs', 'latency_ms'} of `model` on a batch-1 input, compiled once."""
   compiled = _compile(model, variables, x, length)
   return {"params": sum(n for _, _, n in param_table(variables)),
-          "macs": flops(compiled) / 2,
+          "macs": macs_of(compiled),
           "latency_ms": _median_ms(lambda: compiled(variables, x, length), repeats)}
 
 

@@ -4,6 +4,7 @@ configs end to end on tiny data."""
 
 from __future__ import annotations
 
+import math
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -191,6 +192,19 @@ def test_profile_param_table_macs_and_latency():
   assert 0 < ms < 10_000
   with pytest.raises(ValueError, match="batch 1"):
     profile.latency(model, variables, jnp.zeros((2, SAMPLES)), jnp.asarray([SAMPLES] * 2))
+
+
+def test_profile_macs_are_nan_where_the_backend_counts_no_flops():
+  class Compiled:  # what a backend without a flop count gives back
+    def __init__(self, cost):
+      self.cost = cost
+
+    def cost_analysis(self):
+      return self.cost
+
+  assert math.isnan(profile.macs_of(Compiled({})))
+  assert math.isnan(profile.macs_of(Compiled([{"bytes accessed": 8.0}])))
+  assert profile.macs_of(Compiled([{"flops": 8.0}])) == 4.0
 
 
 def test_profile_command(capsys):

@@ -149,7 +149,7 @@ def prefix_size(checkpoint: str, layer: int, num_samples: int,
   used["layers"] = {k: v for k, v in params["layers"].items() if int(k) < layer}
   compiled = run.func.lower(run.args[0], jnp.zeros((1, num_samples), jnp.float32),
                             jnp.full((1,), num_samples, jnp.int32)).compile()
-  return sum(int(np.size(v)) for v in jax.tree.leaves(used)), profile.flops(compiled) / 2
+  return sum(int(np.size(v)) for v in jax.tree.leaves(used)), profile.macs_of(compiled)
 
 
 def _window_means(waves, windows, checkpoint, pad_to_30s, cache_dir, batch_size, kind):
