@@ -168,6 +168,21 @@ def test_a_changed_config_does_not_reuse_a_run_directory(tmp_path):
   train.prepare_workdir(str(tmp_path), config)
 
 
+def test_a_run_directory_moves_with_its_checkout_but_not_to_another_corpus(tmp_path):
+  """A clone elsewhere resolves corpus.manual_dir to its own path: the committed results/
+  run directories must still accept it; any other corpus setting must not."""
+  config = tiny_quickstart()
+  with config.unlocked():
+    config.corpus.manual_dir = "/home/a/jaxser/../shared/data/emodb"
+  train.prepare_workdir(str(tmp_path), config)
+  config.corpus.manual_dir = "/tmp/clone/shared/data/emodb"
+  train.prepare_workdir(str(tmp_path), config)
+  assert '"/tmp/clone/shared/data/emodb"' in (tmp_path / "config.json").read_text()
+  config.corpus.seed += 1
+  with pytest.raises(UserError, match=r"different config .*'corpus'"):
+    train.prepare_workdir(str(tmp_path), config)
+
+
 def test_checkpoints_of_another_stage_config_are_not_resumed(tmp_path):
   state = {"w": np.arange(3, dtype=np.float32)}
   ckpts = StageCheckpoints(str(tmp_path / "a"), "hash1")
