@@ -12,18 +12,15 @@ import argparse
 import importlib
 import os
 
-import jax
 import numpy as np
 
-from jaxser import sharding, trainer
-from jaxser.checkpoints import StageCheckpoints
+from jaxser import inference, sharding, trainer
 from jaxser.config_utils import load_config_file
 from jaxser.data import folds as folds_lib
 from jaxser.data import teacher_cache
 from jaxser.data.pipeline import Pipeline
 from jaxser.data.registry import load_corpus
 from jaxser.experiment import Experiment
-from jaxser.models.registry import build_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDENTS = ("student_alone", "emodistill", "no_logits", "no_embeddings", "no_linguistic",
@@ -62,25 +59,24 @@ def main():
     print(f"{fold.name} teachers' embeddings: cosine to mean linguistic "
           f"{teachers['linguistic']:.3f}, prosodic {teachers['prosodic']:.3f}")
     for stage in STUDENTS:
-      inputs, tcfg = ex.fold_inputs(stage, fold), ex.stage_train_cfg(stage)
-      steps_per_epoch = len(inputs.example_ids(fold.train, train=True)) // tcfg.batch_size
-      model = build_model(config.stages[stage].model, corpus.num_classes)
-      state = trainer.create_state(model, {"x": inputs.x[:1], "length": inputs.length[:1]},
-                                   trainer.make_optimizer(tcfg, steps_per_epoch),
-                                   jax.random.PRNGKey(0))
-      ckpts = StageCheckpoints(os.path.join(args.workdir, fold.name, stage, "checkpoints"))
-      best = ckpts.restore_best(state) if ckpts.has_best() else None
-      ckpts.close()
-      if best is None:
+      if not inference.has_best(args.workdir, config, stage, k):
         print(f"{fold.name} {stage}: no best checkpoint here")
         continue
+      best = inference.load(args.workdir, config, stage, k)
+      # Inference reads only params and batch stats of a train state.
+      state = trainer.TrainState(step=None, params=best.variables["params"],
+                                 batch_stats=best.variables.get("batch_stats", {}),
+                                 opt_state=None, rng=None)
+      inputs = ex.fold_inputs(stage, fold)
       ids = inputs.example_ids(fold.test, train=False)
-      out = trainer.predict(trainer.make_predict_step(model, ex.mesh), best[0],
-                            Pipeline(inputs).dataset(ids, tcfg.eval_batch_size, train=False))
+      out = trainer.predict(trainer.make_predict_step(best.model, ex.mesh), state,
+                            Pipeline(inputs).dataset(ids, ex.stage_train_cfg(stage).eval_batch_size,
+                                                     train=False))
       z_l, z_p = out["embedding"][:, :width_l], out["embedding"][:, width_l:]
-      print(f"{fold.name} {stage:14s} (epoch {best[1]['epoch']:2d}): cosine to mean "
+      norm = lambda z: np.linalg.norm(z, axis=1).mean()
+      print(f"{fold.name} {stage:14s} (epoch {best.epoch:2d}): cosine to mean "
             f"z'_L {cosine_to_mean(z_l):.3f} z'_P {cosine_to_mean(z_p):.3f}; mean norm "
-            f"z'_L {np.linalg.norm(z_l, axis=1).mean():.2f} z'_P {np.linalg.norm(z_p, axis=1).mean():.2f}")
+            f"z'_L {norm(z_l):.2f} z'_P {norm(z_p):.2f}")
 
 
 if __name__ == "__main__":
