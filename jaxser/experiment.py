@@ -293,6 +293,8 @@ class Experiment:
 
     The validation speakers then train too, so the epoch is fixed, not chosen again: the
     last one is kept (no plateau or early stopping). Resumable from its own checkpoints.
+    Inputs stay as the selection run had them: with `input.normalization="train"`, standardised
+    by the training speakers' statistics alone (the validation speakers' are not added).
     """
     tcfg = run.plan.train.copy_and_resolve_references()
     with tcfg.unlocked():
