@@ -11,6 +11,21 @@ def to_dict(cfg):
   return json.loads(cfg.to_json_best_effort()) if hasattr(cfg, "to_json_best_effort") else cfg
 
 
+# Where a setting's data lies, which differs between checkouts of one run (results/ runs are
+# committed with the paths of the machine that ran them): kept out of stage hashes and of the
+# run-directory config check; what the corpus holds is compared by its fingerprint instead.
+LOCATIONS = (("corpus", "manual_dir"),)
+
+
+def without_locations(resolved: dict) -> dict:
+  """A plain-dict config (or part of one, keyed by section) without its `LOCATIONS`."""
+  out = dict(resolved)
+  for section, key in LOCATIONS:
+    if isinstance(out.get(section), dict):
+      out[section] = {k: v for k, v in out[section].items() if k != key}
+  return out
+
+
 def config_hash(*parts) -> str:
   """Stable short hash of config parts (ConfigDicts or JSON-able values)."""
   blob = json.dumps([to_dict(p) for p in parts], sort_keys=True, default=str)

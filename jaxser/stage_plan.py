@@ -6,7 +6,7 @@ import dataclasses
 
 import ml_collections
 
-from jaxser.config_utils import config_hash, to_dict
+from jaxser.config_utils import config_hash, to_dict, without_locations
 from jaxser.stage_features import init_from, noise
 
 
@@ -35,29 +35,37 @@ def sources(config, name: str) -> tuple[str, ...]:
   return tuple(config.stages[name].get("teachers", ())) + ((start,) if start else ())
 
 
-def resolve(config, names, known: dict | None = None) -> dict[str, StagePlan]:
+def resolve(config, names, known: dict | None = None,
+            with_location: bool = False) -> dict[str, StagePlan]:
   """{stage: StagePlan} of `names` and every stage they read, on top of `known` plans.
 
+  A hash holds what the corpus is, not where it lies (`config_utils.LOCATIONS`), so a checkout
+  at another path reuses committed results. `with_location=True`: the hashes of results
+  written before that (by the code up to 2026-12-06), for `scripts/rehash_results.py`.
   The stages each one reads must come first in `config.stage_order` (Experiment checks it),
   so the recursion ends."""
   plans = dict(known or {})
+  corpus = to_dict(config.corpus)
+  if not with_location:
+    corpus = without_locations({"corpus": corpus})["corpus"]
   for name in names:
     if name in plans:
       continue
-    plans.update(resolve(config, sources(config, name), plans))
+    plans.update(resolve(config, sources(config, name), plans, with_location))
     train = resolve_stage_train(config, name)
     read = sources(config, name)
     # The noisy test grid is part of a stage's result; hashed only when set, so results of
     # configs without one keep their hashes.
-    digest = config_hash(to_dict(config.corpus), to_dict(config.protocol), config.seed,
+    digest = config_hash(corpus, to_dict(config.protocol), config.seed,
                          config.method, to_dict(config.stages[name]), to_dict(train),
                          [plans[s].hash for s in read], *noise.hash_parts(config))
     plans[name] = StagePlan(train=train, sources=read, hash=digest)
   return plans
 
 
-def stage_hashes(config, names=None) -> dict[str, str]:
-  """{stage: hash} of `names` (default: every stage of config.stages)."""
+def stage_hashes(config, names=None, with_location: bool = False) -> dict[str, str]:
+  """{stage: hash} of `names` (default: every stage of config.stages); `with_location`: as
+  in `resolve`."""
   names = list(config.stages) if names is None else list(names)
-  plans = resolve(config, names)
+  plans = resolve(config, names, with_location=with_location)
   return {n: plans[n].hash for n in names}

@@ -72,18 +72,6 @@ _DISTRIBUTED = flags.DEFINE_bool(
 
 # Settings that change no stage's result, so runs sharing a directory may differ in them.
 _FREE_SETTINGS = {"stage_order", "report", "name"}
-# Where the corpus lies differs between checkouts (results/ runs are committed with the path
-# of the machine that ran them); `check_corpus` compares what it holds instead.
-_LOCATIONS = (("corpus", "manual_dir"),)
-
-
-def _without_locations(resolved: dict) -> dict:
-  """The resolved config without the `_LOCATIONS` settings."""
-  out = dict(resolved)
-  for section, key in _LOCATIONS:
-    if isinstance(out.get(section), dict):
-      out[section] = {k: v for k, v in out[section].items() if k != key}
-  return out
 
 
 def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
@@ -91,14 +79,13 @@ def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
   refuses to mix two configs in one run dir.
 
   Only settings that change no stage's result may differ: `stage_order`, `report`,
-  `name`, and `corpus.manual_dir` (the corpus is compared by `check_corpus`). Results are
-  kept per stage (and checked by stage hash), so a run may train some stages first and the
-  rest later, and a config's variants (stage subsets with their own report, e.g. an ablation
-  and a sweep) may share one directory and its teachers. A stage's hash holds manual_dir, so
-  a checkout at another path retrains the stages (their figures are reproduced, not reused).
+  `name`, and `corpus.manual_dir` (`config_utils.LOCATIONS`; the corpus is compared by
+  `check_corpus`). Results are kept per stage (and checked by stage hash), so a run may train
+  some stages first and the rest later, and a config's variants (stage subsets with their own
+  report, e.g. an ablation and a sweep) may share one directory and its teachers.
   """
   from jaxser import distributed, io_utils
-  from jaxser.config_utils import to_dict
+  from jaxser.config_utils import to_dict, without_locations
   from jaxser.errors import UserError
   parent = os.path.dirname(os.path.abspath(workdir))
   try:
@@ -115,7 +102,7 @@ def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
   path = os.path.join(workdir, "config.json")
   resolved = to_dict(config)
   if os.path.exists(path):
-    previous, current = _without_locations(io_utils.read_json(path)), _without_locations(resolved)
+    previous, current = without_locations(io_utils.read_json(path)), without_locations(resolved)
     changed = sorted(k for k in (set(previous) | set(current)) - _FREE_SETTINGS
                      if previous.get(k) != current.get(k))
     if changed:

@@ -1,9 +1,11 @@
 """Every committed config keeps its stage hashes, so results written under them keep resuming.
 
-The hashes (tests/stage_hashes.json) were recorded with the code before issue 22's refactor
-(configs stating only what differs, stage features out of Experiment); a change here
-retrains, or orphans the results of, every run of that config. EmoDB configs are hashed
-with corpus.manual_dir at /work/shared/data/emodb, the path the committed results/ ran with.
+tests/stage_hashes.json: "current", the hashes results are keyed by (corpus.manual_dir left
+out, so any checkout reuses them); the others, the hashes with corpus.manual_dir at
+/work/shared/data/emodb that results written before 2026-12-06 carry, recorded with the code
+before issue 22's refactor (configs stating only what differs, stage features out of
+Experiment), which scripts/rehash_results.py maps to the current ones. A change here
+retrains, or orphans the results of, every run of that config.
 """
 
 import glob
@@ -21,15 +23,19 @@ with open(os.path.join(ROOT, "tests", "stage_hashes.json")) as f:
 # The EmoDistill and MLKD configs, edited beside the refactor (recorded after issue 21's
 # config commit b2e7f11): kept apart, so a change to them shows as its own failure.
 CONFIGS, LEAD_EDITED, SAME_AS = PINNED["configs"], PINNED["lead_edited"], PINNED["same_as"]
+CURRENT = PINNED["current"]
 
 
-def stage_hashes(spec: str) -> dict:
-  """{stage: hash} of every stage of configs/<spec> (`name` or `name:variant`)."""
+def stage_hashes(spec: str, with_location: bool = False, manual_dir: str | None = None) -> dict:
+  """{stage: hash} of every stage of configs/<spec> (`name` or `name:variant`); with the
+  corpus location (at /work/shared/data/emodb for EmoDB) when `with_location`."""
   name, sep, variant = spec.partition(":")
   config = load_config_file(os.path.join(ROOT, "configs", f"{name}.py") + sep + variant)
-  if config.corpus.name == "emodb":  # its default is an absolute path of the checkout
+  if with_location and config.corpus.name == "emodb":  # default: an absolute path of the checkout
     config.corpus.manual_dir = "/work/shared/data/emodb"
-  return stage_plan.stage_hashes(config)
+  if manual_dir is not None:
+    config.corpus.manual_dir = manual_dir
+  return stage_plan.stage_hashes(config, with_location=with_location)
 
 
 def _specs(pinned: dict) -> list:
@@ -39,16 +45,24 @@ def _specs(pinned: dict) -> list:
 def test_every_config_file_has_pinned_hashes():
   names = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))}
   assert names == {spec.partition(":")[0] for spec in {**CONFIGS, **LEAD_EDITED}}
+  assert set(CURRENT) == set(CONFIGS) | set(LEAD_EDITED)
+
+
+@pytest.mark.parametrize("spec", _specs(CURRENT))
+def test_config_keeps_its_stage_hashes_wherever_the_corpus_lies(spec):
+  assert stage_hashes(spec) == CURRENT[SAME_AS.get(spec, spec)]
+  assert stage_hashes(spec, manual_dir="/elsewhere/emodb") == CURRENT[SAME_AS.get(spec, spec)]
 
 
 @pytest.mark.parametrize("spec", _specs(CONFIGS))
-def test_config_keeps_its_stage_hashes(spec):
-  assert stage_hashes(spec) == CONFIGS[SAME_AS.get(spec, spec)]
+def test_config_keeps_its_located_stage_hashes(spec):
+  """The hashes rehash_results.py maps from, which results written before 2026-12-06 carry."""
+  assert stage_hashes(spec, with_location=True) == CONFIGS[SAME_AS.get(spec, spec)]
 
 
 @pytest.mark.parametrize("spec", _specs(LEAD_EDITED))
-def test_lead_edited_config_keeps_its_stage_hashes(spec):
-  assert stage_hashes(spec) == LEAD_EDITED[SAME_AS.get(spec, spec)]
+def test_lead_edited_config_keeps_its_located_stage_hashes(spec):
+  assert stage_hashes(spec, with_location=True) == LEAD_EDITED[SAME_AS.get(spec, spec)]
 
 
 @pytest.mark.parametrize("spec", _specs(CONFIGS) + _specs(LEAD_EDITED))
