@@ -12,8 +12,6 @@ from jaxser import metrics as metrics_lib
 from jaxser.config_utils import to_dict
 from jaxser.errors import UserError
 
-METRICS = metrics_lib.NAMES
-
 
 def protocol_label(folds) -> str:
   return ("speaker-independent" if all(f.speaker_independent for f in folds)
@@ -184,7 +182,7 @@ def stage_summary(results, folds, stage: str, class_names) -> dict:
   parameter count."""
   rows = [results[f.name][stage]["test"] for f in folds]
   summary = {m: dict(zip(("mean", "std"), metrics_lib.mean_std(r[m] for r in rows)))
-             for m in METRICS}
+             for m in metrics_lib.NAMES}
   cm = np.sum([r["confusion"] for r in rows], axis=0)
   summary["confusion"] = cm.tolist()
   summary["pooled"] = metrics_lib.from_confusion(cm)
@@ -215,7 +213,7 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
   summary, per_fold = {}, {}
   for stage in stages:
     summary[stage] = stage_summary(results, folds, stage, corpus.class_names)
-    per_fold[stage] = {f.name: {m: results[f.name][stage]["test"][m] for m in METRICS}
+    per_fold[stage] = {f.name: {m: results[f.name][stage]["test"][m] for m in metrics_lib.NAMES}
                        for f in folds}
     plot_confusion(np.asarray(summary[stage]["confusion"]), corpus.class_names,
                    f"{config.name}: {stage} (all folds)",
@@ -254,7 +252,7 @@ def test_inputs_section(results, folds, stages) -> dict:
     for variant in runs[0]:
       out.setdefault(stage, {})[variant] = {
           m: dict(zip(("mean", "std"), metrics_lib.mean_std(r[variant][m] for r in runs)))
-          for m in METRICS}
+          for m in metrics_lib.NAMES}
   return out
 
 
@@ -262,11 +260,12 @@ def _test_inputs_lines(rep) -> list[str]:
   if not rep.get("test_inputs"):
     return []
   lines = ["", "## Tested on changed inputs (stages.<name>.test_inputs), mean ± std over "
-           "folds (%)", "", "| stage [inputs] | " + " | ".join(METRICS) + " |",
-           "|---|" + "---:|" * len(METRICS)]
+           "folds (%)", "", "| stage [inputs] | " + " | ".join(metrics_lib.NAMES) + " |",
+           "|---|" + "---:|" * len(metrics_lib.NAMES)]
   for stage, variants in rep["test_inputs"].items():
     for variant, s in variants.items():
-      lines.append(f"| {stage} [{variant}] | " + " | ".join(_pm(s[m]) for m in METRICS) + " |")
+      lines.append(f"| {stage} [{variant}] | "
+                   + " | ".join(_pm(s[m]) for m in metrics_lib.NAMES) + " |")
   return lines
 
 
@@ -446,7 +445,8 @@ def markdown(rep) -> str:
   ]
   for stage in rep["stages"]:
     s = rep["summary"][stage]
-    lines.append(f"| {stage} | {s['params']:,} | " + " | ".join(_pm(s[m]) for m in METRICS) + " |")
+    lines.append(f"| {stage} | {s['params']:,} | "
+                 + " | ".join(_pm(s[m]) for m in metrics_lib.NAMES) + " |")
   lines += _recall_lines(rep)
   lines += _fit_lines(rep)
   lines += _compare_lines(rep)
