@@ -1,4 +1,4 @@
-"""Re-keys run directories written before 2026-12-06 to the stage hashes of today's code.
+"""Re-keys run directories written before 2026-12-06 to the stage hashes jaxser computes now.
 
     python scripts/rehash_results.py results/litecnn_kd_emodb [more run dirs or parents ...]
 
