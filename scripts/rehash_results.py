@@ -30,19 +30,17 @@ def run_dirs(path: str) -> list[str]:
   return sorted(root for root, _, files in os.walk(path) if "config.json" in files)
 
 
-def hash_map(workdir: str) -> dict[str, str]:
-  """{old hash: new hash} of every stage of the run's recorded config."""
+def hash_map(workdir: str) -> tuple[dict[str, str], set[str]]:
+  """({old hash: new hash}, the new hashes) of every stage of the run's recorded config."""
   config = ml_collections.ConfigDict(io_utils.read_json(os.path.join(workdir, "config.json")))
   old = stage_plan.stage_hashes(config, with_location=True)
   new = stage_plan.stage_hashes(config)
-  return {old[s]: new[s] for s in old if old[s] != new[s]}
+  return {old[s]: new[s] for s in old if old[s] != new[s]}, set(new.values())
 
 
 def rehash(workdir: str) -> dict[str, int]:
   """Rewrites the hashes of `workdir`'s files; {"rehashed", "current", "other"} file counts."""
-  mapping = hash_map(workdir)
-  current = set(mapping.values()) | set(stage_plan.stage_hashes(ml_collections.ConfigDict(
-      io_utils.read_json(os.path.join(workdir, "config.json")))).values())
+  mapping, current = hash_map(workdir)
   counts = {"rehashed": 0, "current": 0, "other": 0}
   for root, _, files in os.walk(workdir):
     if root == workdir:  # config.json, corpus.json, reports: no stage hash
