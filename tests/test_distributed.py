@@ -7,6 +7,7 @@ one shares the two cores).
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -50,9 +51,14 @@ def _start(name, args, devices, tmp_path):
   return name, proc, tmp_path / f"{name}.out", tmp_path / f"{name}.err"
 
 
+# gloo's "[Gloo] Rank 1 is connected to 1 peer ranks. ..." lines; its threads may interleave
+# two of them, leaving a line that starts mid-message ("1 is connected to ...").
+GLOO_LINE = re.compile(r"\[Gloo\]|^\d+ is connected to \d+ peer ranks")
+
+
 def _read(path) -> str:
   """A process's output without gloo's connection lines."""
-  return "\n".join(l for l in open(path).read().splitlines() if not l.startswith("[Gloo]"))
+  return "\n".join(l for l in open(path).read().splitlines() if not GLOO_LINE.search(l))
 
 
 def _finish(runs) -> dict[str, str]:
