@@ -75,14 +75,15 @@ _FREE_SETTINGS = {"stage_order", "report", "name"}
 
 
 def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
-  """Creates `workdir` and records the config (on process 0; every process checks it);
-  refuses to mix two configs in one run dir.
+  """Creates `workdir` and records the config in its config.json (on process 0; every process
+  checks it); refuses to mix two configs in one run dir.
 
   Only settings that change no stage's result may differ: `stage_order`, `report`,
   `name`, and `corpus.manual_dir` (`config_utils.LOCATIONS`; the corpus is compared by
   `check_corpus`). Results are kept per stage (and checked by stage hash), so a run may train
   some stages first and the rest later, and a config's variants (stage subsets with their own
-  report, e.g. an ablation and a sweep) may share one directory and its teachers.
+  report, e.g. an ablation and a sweep) may share one directory and its teachers. The record
+  keeps its first free settings and gains later runs' new stages at the end of `stage_order`.
   """
   from jaxser import distributed, io_utils
   from jaxser.config_utils import to_dict, without_locations
@@ -102,12 +103,20 @@ def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
   path = os.path.join(workdir, "config.json")
   resolved = to_dict(config)
   if os.path.exists(path):
-    previous, current = without_locations(io_utils.read_json(path)), without_locations(resolved)
+    recorded = io_utils.read_json(path)
+    previous, current = without_locations(recorded), without_locations(resolved)
     changed = sorted(k for k in (set(previous) | set(current)) - _FREE_SETTINGS
                      if previous.get(k) != current.get(k))
     if changed:
       raise UserError(f"--workdir {workdir} holds a run with a different config (settings that "
                        f"differ: {changed}); use a new --workdir, or delete {path} to reuse it")
+    # The record stays as first written (a committed run dir stays clean when run from another
+    # clone or as another variant); it only gains the stages this run adds.
+    order = list(recorded["stage_order"])
+    added = [s for s in resolved["stage_order"] if s not in order]
+    if not added:
+      return
+    resolved = {**recorded, "stage_order": order + added}
   if distributed.is_main():
     io_utils.write_json(path, resolved)
 

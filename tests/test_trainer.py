@@ -162,10 +162,24 @@ def test_a_changed_config_does_not_reuse_a_run_directory(tmp_path):
   with pytest.raises(UserError, match=r"different config .*'train'"):
     train.prepare_workdir(str(tmp_path), config)
   assert (tmp_path / "config.json").read_text() == before
-  # A subset of the stages (or another order) may share the directory.
+  # A subset of the stages (or another order) may share the directory and leaves the record.
   config.train.epochs = tiny_quickstart().train.epochs
-  config.stage_order = config.stage_order[:1]
+  order = list(config.stage_order)
+  assert len(order) >= 2
+  config.stage_order = tuple(reversed(order))
   train.prepare_workdir(str(tmp_path), config)
+  assert (tmp_path / "config.json").read_text() == before
+
+
+def test_the_recorded_stage_order_gains_the_stages_later_runs_add(tmp_path):
+  config = tiny_quickstart()
+  order = list(config.stage_order)
+  config.stage_order = (order[-1],)
+  train.prepare_workdir(str(tmp_path), config)
+  config.stage_order = tuple(order)
+  train.prepare_workdir(str(tmp_path), config)
+  recorded = json.loads((tmp_path / "config.json").read_text())
+  assert recorded["stage_order"] == [order[-1]] + order[:-1]
 
 
 def test_a_run_directory_moves_with_its_checkout_but_not_to_another_corpus(tmp_path):
@@ -175,9 +189,10 @@ def test_a_run_directory_moves_with_its_checkout_but_not_to_another_corpus(tmp_p
   with config.unlocked():
     config.corpus.manual_dir = "/home/a/jaxser/../shared/data/emodb"
   train.prepare_workdir(str(tmp_path), config)
+  before = (tmp_path / "config.json").read_text()
   config.corpus.manual_dir = "/tmp/clone/shared/data/emodb"
   train.prepare_workdir(str(tmp_path), config)
-  assert '"/tmp/clone/shared/data/emodb"' in (tmp_path / "config.json").read_text()
+  assert (tmp_path / "config.json").read_text() == before  # a committed run dir stays clean
   config.corpus.seed += 1
   with pytest.raises(UserError, match=r"different config .*'corpus'"):
     train.prepare_workdir(str(tmp_path), config)
