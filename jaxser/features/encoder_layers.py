@@ -137,6 +137,11 @@ def layer_states(waves: Sequence[np.ndarray], num_samples: int, checkpoint: str,
   return [np.asarray(o, np.float32) for o in out]
 
 
+def depth(checkpoint: str) -> int:
+  """Number of encoder layers of a Whisper checkpoint."""
+  return int(_weights(checkpoint)[0].encoder_layers)
+
+
 def prefix_size(checkpoint: str, layer: int, num_samples: int,
                 all_states: bool = False) -> tuple[int, float]:
   """(weights, multiply-accumulates of one clip of `num_samples`) of what `layer_states`
