@@ -345,7 +345,9 @@ def _efficiency_lines(rep) -> list[str]:
            "MACs are XLA's counted flops / 2 of the jitted inference function and model "
            "latency the median wall time of repeated jitted calls after a warm-up; both cover "
            "the model on its input array. Features: mean host time per clip to make that array "
-           "from raw audio (normalisation, filterbanks, eGeMAPS). Ratios compare totals.",
+           "from raw audio (normalisation, filterbanks, eGeMAPS, frozen encoders). A model on "
+           "frozen Whisper features counts the encoder layers that made them in its params and "
+           "MACs (their time is in its features). Ratios compare totals.",
            "",
            "| stage | input | params | MACs (M) | features (ms) | model (ms) | total (ms) | "
            + " | ".join(f"{t} / stage" for t in teachers) + (" |" if teachers else ""),
