@@ -41,6 +41,12 @@ Previous run (commit 32304bc and before; eGeMAPS-MLP teacher, first 1 s of each 
 one validation speaker, at most 30 epochs; 10 folds, test UA %): teacher 57.9 ± 10.8, student
 alone 44.1 ± 9.7, KD student 47.9 ± 9.1; KD − alone +3.8 ± 8.0 points (paired t = 1.42,
 p = 0.19). Student: 1,080,167 parameters, 109.2 M MACs, 1.6 ms batch-1 CPU latency for 1 s.
+
+This run (issue 20; results/litecnn_kd_emodb/report.md; 10 folds, test UA %, std over folds):
+teacher 90.56 ± 2.80, teacher_window 85.18 ± 5.09, teacher_compare 70.24 ± 12.59; student
+alone 49.83 ± 8.43, KD from Whisper 48.33 ± 11.26, KD from ComParE 48.31 ± 11.71. KD − alone
+−1.50 (ahead in 4/10 folds, paired t p = 0.654, Wilcoxon p = 0.625): the paper's gain does not
+show here. 22.6 h of training summed over stages (two processes on 2 shared cores).
 """
 
 import os
