@@ -46,7 +46,7 @@ This run (issue 20; results/litecnn_kd_emodb/report.md; 10 folds, test UA %, std
 teacher 90.56 ± 2.80, teacher_window 85.18 ± 5.09, teacher_compare 70.24 ± 12.59; student
 alone 49.83 ± 8.43, KD from Whisper 48.33 ± 11.26, KD from ComParE 48.31 ± 11.71. KD − alone
 −1.50 (ahead in 4/10 folds, paired t p = 0.654, Wilcoxon p = 0.625): the paper's gain does not
-show here. 22.6 h of training summed over stages (two processes on 2 shared cores).
+show here. 27.5 h in training epochs, summed over stages and folds (2 shared cores).
 """
 
 import os
