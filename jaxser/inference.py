@@ -115,7 +115,7 @@ def load(run: str, config, stage: str, fold: int) -> StageModel:
   model = build_model(config.stages[stage].model, len(classes(config)))
   # The trainer saves the whole train state, so its tree is rebuilt from shapes alone
   # (no weights are computed or read from a pretrained checkpoint here).
-  example_x, example_len = _example(config, stage)
+  example_x, example_len = stage_example(config, stage)
   variables = jax.eval_shape(lambda: model.init(
       {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}, example_x,
       example_len, train=False))
@@ -171,8 +171,9 @@ def window_seconds(input_cfg) -> float | None:
   return None if seconds is None else float(seconds)
 
 
-def _example(config, stage: str):
-  """A batch-1 (x, length) shaped like one example of the stage's input."""
+def stage_example(config, stage: str):
+  """A batch-1 (x, length) shaped like one example of the stage's input (a random clip through
+  the stage's input builder where `profile.example_input` has no shape rule)."""
   import jax.numpy as jnp
   import numpy as np
   from jaxser import profile

@@ -230,16 +230,22 @@ def main(argv=None) -> int:
   stage = config.stages[args.stage]
   num_classes = args.num_classes or corpus_num_classes(config.corpus)
   model = build_model(stage.model, num_classes)
-  x, length = example_input(stage.input, int(config.corpus.get("sample_rate", 16000)))
+  from jaxser import inference
+  x, length = inference.stage_example(config, args.stage)
   variables = init_variables(model, x, length)
   print(f"{os.path.basename(args.config)} stage {args.stage}: {stage.model.name}, "
         f"{num_classes} classes, input {tuple(x.shape)}")
   print(format_table(param_table(variables)))
   m = measure(model, variables, x, length, args.repeats)
   print(f"MACs (XLA flops / 2): {m['macs'] / 1e6:.2f} M")
+  rate = int(config.corpus.get("sample_rate", 16000))
+  frozen_params, frozen_macs = _frozen_part(stage.input, rate)
+  if frozen_params:
+    print(f"with the frozen Whisper layers its input ran: {m['params'] + frozen_params:,} params, "
+          f"{(m['macs'] + frozen_macs) / 1e6:.2f} M MACs")
   print(f"latency, batch 1, median of {args.repeats} on {jax.devices()[0].platform}: "
         f"{m['latency_ms']:.3f} ms")
-  features = feature_ms(stage.input, int(config.corpus.get("sample_rate", 16000)), args.repeats)
+  features = feature_ms(stage.input, rate, args.repeats)
   if features is not None:
     print(f"input from raw audio ({stage.input.kind}), host, mean of {args.repeats} clips: "
           f"{features:.3f} ms")

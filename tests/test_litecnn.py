@@ -213,9 +213,17 @@ def test_profile_command(capsys):
                        "--repeats", "2"]) == 0
   out = capsys.readouterr().out
   assert "6 classes, input (1, 16000)" in out
+  assert "frozen Whisper" not in out
   assert "fc1/kernel" in out and "1,048,576" in out and "1,080,038" in out
   assert "MACs (XLA flops / 2)" in out and "latency, batch 1" in out
   assert "input from raw audio (waveform)" in out
+  # A teacher on frozen Whisper layers: shaped by one clip through its input builder, and
+  # counted with the encoder that made its features.
+  config = os.path.join(ROOT, "configs", "litecnn_kd_emodb.py")
+  assert profile.main(["--config", config, "--stage", "teacher_window", "--repeats", "1"]) == 0
+  out = capsys.readouterr().out
+  assert "7 classes, input (1, 3584)" in out
+  assert "with the frozen Whisper layers its input ran: 20,594,190 params" in out
 
 
 def test_feature_time_per_input_kind():
