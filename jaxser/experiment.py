@@ -106,11 +106,14 @@ class Experiment:
   def stage_hash(self, name) -> str:
     return self.plan(name).hash
 
+  def _input_key(self, name) -> str:
+    """Stages with the same input settings share one built input."""
+    return json.dumps(to_dict(self.config.stages[name].input), sort_keys=True)
+
   def inputs(self, name):
     """The stage's inputs for every utterance, fold-independent ("speaker" normalisation
     applied; "train" is not: see `fold_inputs`)."""
-    spec = to_dict(self.config.stages[name].input)
-    key = json.dumps(spec, sort_keys=True)
+    key = self._input_key(name)
     if key not in self._inputs:
       self._inputs[key] = build_inputs(self.corpus, self.config.stages[name].input)
     return self._inputs[key]
@@ -119,9 +122,8 @@ class Experiment:
     """The stage's inputs as `inputs` builds them, for one utterance at least: all of them when
     built already, else the first utterance's alone (shapes, for the efficiency table, without
     running a run's feature extractors over the corpus when every stage was done earlier)."""
-    key = json.dumps(to_dict(self.config.stages[name].input), sort_keys=True)
-    if key in self._inputs:
-      return self._inputs[key]
+    if self._input_key(name) in self._inputs:
+      return self._inputs[self._input_key(name)]
     first = dataclasses.replace(self.corpus, utterances=self.corpus.utterances[:1])
     return build_inputs(first, self.config.stages[name].input)
 

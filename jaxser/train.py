@@ -205,10 +205,10 @@ def run(config, workdir: str, folds_to_run: str | None = None,
     seconds = time.time() - start
     if not distributed.is_main():  # process 0 measures and writes the report
       return None
-    repeats = report.latency_repeats(config)
-    efficiency = (profile.efficiency(config, corpus.num_classes,
-                                     {s: runner.example_inputs(s) for s in config.stage_order}, repeats)
-                  if repeats else None)
+    repeats, efficiency = report.latency_repeats(config), None
+    if repeats:
+      examples = {s: runner.example_inputs(s) for s in config.stage_order}
+      efficiency = profile.efficiency(config, corpus.num_classes, examples, repeats)
     rep = report.write(workdir, config, corpus, list(mine.values()), results, seconds=seconds,
                        efficiency=efficiency)
   print(report.summary(rep))

@@ -467,8 +467,11 @@ def test_emodb_config_end_to_end_on_a_tiny_subset(tmp_path, monkeypatch):
   from jaxser import experiment
   built = []
   build = experiment.build_inputs
-  monkeypatch.setattr(experiment, "build_inputs",
-                      lambda corpus, cfg: built.append(len(corpus.utterances)) or build(corpus, cfg))
+  def counted(corpus, cfg):
+    built.append(len(corpus.utterances))
+    return build(corpus, cfg)
+
+  monkeypatch.setattr(experiment, "build_inputs", counted)
   again = train.run(c, str(tmp_path / "run"))
   assert built and set(built) == {1}
   assert {k: v["input_shape"] for k, v in again["efficiency"].items()} == \
