@@ -146,9 +146,11 @@ class Experiment:
     """The stage's training-batch augmenter, or None (`stage_features.augmenters`)."""
     return augmenters.augmenter(self.config, self.corpus, name, inputs, train_ids)
 
-  def _needed_later(self, name) -> bool:
-    return (any(name in self.config.stages[s].get("teachers", ()) for s in self.config.stage_order)
-            or init_from.weights_needed_later(self.config, name))
+  def _needed_later(self, name, fold) -> bool:
+    """Whether a stage of this fold still to run reads stage `name` (its outputs or weights):
+    a checkout whose readers are all done needs no teacher cache (caches may stay local)."""
+    return any(name in stage_plan.sources(self.config, s) and not self._done(
+        s, os.path.join(self.workdir, fold.name, s, "result.json")) for s in self.config.stage_order)
 
   def _cache_ready(self, name, path, meta) -> bool:
     """Whether stage `name`'s cache at `path` holds all later stages read from it: current
@@ -186,7 +188,7 @@ class Experiment:
     stage_dir = os.path.join(self.workdir, fold.name, name)
     result_path = os.path.join(stage_dir, "result.json")
     done = self._done(name, result_path)
-    if done and (not self._needed_later(name) or self._cache_ready(
+    if done and (not self._needed_later(name, fold) or self._cache_ready(
         name, self._cache_path(fold, name), {"teacher": name, "hash": self.stage_hash(name)})):
       _say(f"{fold.name} {name}: done earlier, UA {done['test']['ua']:.3f}")
       return done
@@ -201,7 +203,7 @@ class Experiment:
       _say(f"{fold.name} {name}: no checkpoint to rebuild its teacher cache from; training again")
       done = None
     best, best_meta, meta, refit = self._train(run, ckpts, stage_dir, fit=done is None)
-    if self._needed_later(name):
+    if self._needed_later(name, fold):
       self._cache_outputs(run, best, best_meta)
     if done is not None:
       _say(f"{fold.name} {name}: teacher cache rebuilt from the best checkpoint")

@@ -75,19 +75,47 @@ def test_kill_and_resume_gives_the_same_metrics(tmp_path, monkeypatch):
 
 
 def test_a_deleted_teacher_cache_is_rebuilt_from_the_best_checkpoint(tmp_path, capsys):
+  """A cache a stage still to run reads is rebuilt from the teacher's best checkpoint."""
   import shutil
   config = tiny_quickstart(epochs=2)
   workdir = str(tmp_path / "run")
   train.run(config, workdir)
   cache_dir = os.path.join(workdir, "fold_0", "cache", "teacher")
+  kd_dir = os.path.join(workdir, "fold_0", "student_kd")
   before = np.load(os.path.join(cache_dir, "logits.npy"))
+  kd_before = json.load(open(os.path.join(kd_dir, "result.json")))
   shutil.rmtree(cache_dir)
+  shutil.rmtree(kd_dir)
   capsys.readouterr()
   train.run(config, workdir)
   out = capsys.readouterr().out
   assert "teacher cache rebuilt from the best checkpoint" in out
-  assert "student_kd: done earlier" in out and "epoch 1:" not in out  # nothing retrained
+  assert "student_alone: done earlier" in out and "student_kd: test UA" in out
   np.testing.assert_array_equal(np.load(os.path.join(cache_dir, "logits.npy")), before)
+  kd_after = json.load(open(os.path.join(kd_dir, "result.json")))
+  assert kd_after["test"] == kd_before["test"]
+
+
+def test_a_teacher_cache_no_stage_still_reads_is_not_rebuilt(tmp_path, capsys):
+  """Caches and checkpoints may stay on the machine that ran: a checkout with every reader of
+  a teacher done trains nothing, even with neither the cache nor a checkpoint there."""
+  import glob
+  import shutil
+  config = tiny_quickstart(epochs=2)
+  workdir = str(tmp_path / "run")
+  first = train.run(config, workdir)
+  fold = os.path.join(workdir, "fold_0")
+  shutil.rmtree(os.path.join(fold, "cache"))
+  checkpoints = glob.glob(os.path.join(fold, "*", "checkpoints"))
+  assert len(checkpoints) == 3
+  for path in checkpoints:
+    shutil.rmtree(path)
+  capsys.readouterr()
+  again = train.run(config, workdir)
+  out = capsys.readouterr().out
+  assert "teacher: done earlier" in out and "epoch 1:" not in out and "training again" not in out
+  assert not os.path.exists(os.path.join(fold, "cache"))
+  assert again["summary"] == first["summary"]
 
 
 def test_folds_run_separately_then_report_together(tmp_path, capsys):
@@ -238,13 +266,15 @@ def test_a_changed_stage_reruns_from_scratch_in_a_reused_run_directory(tmp_path)
 
 def test_results_without_cache_files_or_checkpoints_train_the_teacher_again(tmp_path):
   # A fresh checkout of committed results: checkpoints are git-ignored, and a large cache
-  # array may be too. The teacher trains again (deterministically) instead of failing.
+  # array may be too. With a stage still to read it (student_kd, interrupted before its
+  # result), the teacher trains again (deterministically) instead of failing.
   import shutil
   workdir = tmp_path / "run"
   first = train.run(tiny_quickstart(), str(workdir))
   os.remove(workdir / "fold_0" / "cache" / "teacher" / "logits.npy")
-  for stage in ("teacher", "student_alone", "student_kd"):
+  for stage in ("teacher", "student_alone"):
     shutil.rmtree(workdir / "fold_0" / stage / "checkpoints")
+  shutil.rmtree(workdir / "fold_0" / "student_kd")
   again = train.run(tiny_quickstart(), str(workdir))
   assert (workdir / "fold_0" / "cache" / "teacher" / "logits.npy").exists()
   assert again["summary"] == first["summary"]
