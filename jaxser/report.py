@@ -201,13 +201,14 @@ def stage_summary(results, folds, stage: str, class_names) -> dict:
 
 
 def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
-          efficiency: dict | None = None) -> dict:
-  """Writes <file>.json, <file>.md (`file_stem`) and confusion PNGs under `workdir`; returns
-  the report.
+          efficiency: dict | None = None, stem: str | None = None) -> dict:
+  """Writes <stem>.json, <stem>.md (default `file_stem`) and confusion PNGs under `workdir`;
+  returns the report.
 
   `efficiency` (optional): stage -> {'params', 'macs', 'latency_ms', 'input_shape'}, as
   `jaxser.profile.efficiency` measures it.
   """
+  stem = stem or file_stem(config)
   stages = list(config.stage_order)
   pairs = compare_pairs(config)
   summary, per_fold = {}, {}
@@ -217,7 +218,7 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
                        for f in folds}
     plot_confusion(np.asarray(summary[stage]["confusion"]), corpus.class_names,
                    f"{config.name}: {stage} (all folds)",
-                   os.path.join(workdir, confusion_file(file_stem(config), stage)))
+                   os.path.join(workdir, confusion_file(stem, stage)))
   # Results written before train_seconds was recorded give their last run's wall time.
   train_seconds = sum(r.get("train_seconds", r.get("seconds", 0.0))
                       for f in folds for r in (results[f.name][s] for s in stages))
@@ -237,9 +238,8 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
       "seconds": round(seconds, 1), "train_seconds": round(train_seconds, 1),
       "config": to_dict(config),
   }
-  stem = os.path.join(workdir, file_stem(config))
-  io_utils.write_json(stem + ".json", rep)
-  io_utils.write_text(stem + ".md", markdown(rep))
+  io_utils.write_json(os.path.join(workdir, stem + ".json"), rep)
+  io_utils.write_text(os.path.join(workdir, stem + ".md"), markdown(rep))
   return rep
 
 

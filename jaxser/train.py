@@ -38,8 +38,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     "--config.<path>=<value>, e.g. --config.train.epochs=5 --config.stages.student_kd."
     "loss_cfg.temperature=4.", lock_config=True)
 _FOLDS = flags.DEFINE_string(
-    "folds", None, "Run only these folds (indices, e.g. '3,4' or '3-9'); the report covers "
-    "them. Several independent runs (no --coordinator_address) may share one --workdir "
+    "folds", None, "Run only these folds (indices, e.g. '3,4' or '3-9'); their report, "
+    "report.folds_3-9.{json,md}, covers them. Several independent runs (no --coordinator_address) may share one --workdir "
     "with different --folds (e.g. one per accelerator or core); a last run without --folds "
     "finds every fold done and reports all.")
 _WORKDIR = flags.DEFINE_string(
@@ -169,6 +169,17 @@ def parse_folds(spec: str | None, num_folds: int) -> list[int] | None:
   return sorted(picked)
 
 
+def folds_label(indices) -> str:
+  """Fold indices as a file-name part: [0, 1, 2, 5] -> '0-2_5'."""
+  runs = []
+  for k in sorted(indices):
+    if runs and k == runs[-1][1] + 1:
+      runs[-1][1] = k
+    else:
+      runs.append([k, k])
+  return "_".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def run(config, workdir: str, folds_to_run: str | None = None,
         make_parents: bool = False, skip_bad_files: bool = False) -> dict | None:
   """Runs every fold (or those of `folds_to_run`, a --folds value) and stage of `config`
@@ -209,8 +220,12 @@ def run(config, workdir: str, folds_to_run: str | None = None,
     if repeats:
       examples = {s: runner.example_inputs(s) for s in config.stage_order}
       efficiency = profile.efficiency(config, corpus.num_classes, examples, repeats)
+    # A run of some folds names its report by them: the whole run's report stays as it was.
+    stem = report.file_stem(config)
+    if len(mine) < len(folds):
+      stem += f".folds_{folds_label(mine)}"
     rep = report.write(workdir, config, corpus, list(mine.values()), results, seconds=seconds,
-                       efficiency=efficiency)
+                       efficiency=efficiency, stem=stem)
   print(report.summary(rep))
   return rep
 

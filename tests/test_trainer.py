@@ -132,6 +132,20 @@ def test_folds_run_separately_then_report_together(tmp_path, capsys):
   assert whole["protocol"]["folds"] == 2
   assert set(whole["per_fold"]["student_kd"]) == {"fold_0", "fold_1"}
   assert whole["per_fold"]["student_kd"]["fold_1"] == part["per_fold"]["student_kd"]["fold_1"]
+  # A later run of some folds writes their own report and leaves the whole run's as it was.
+  with open(os.path.join(workdir, "report.md"), "rb") as f:
+    whole_md = f.read()
+  train.run(config, workdir, "1")
+  with open(os.path.join(workdir, "report.md"), "rb") as f:
+    assert f.read() == whole_md
+  assert json.load(open(os.path.join(workdir, "report.folds_1.json")))["protocol"]["folds"] == 1
+  assert os.path.exists(os.path.join(workdir, "report.folds_1_confusion_student_kd.png"))
+
+
+def test_folds_label_names_runs_of_folds():
+  assert train.folds_label([5, 0, 1, 2]) == "0-2_5"
+  assert train.folds_label([3]) == "3"
+  assert train.folds_label([1, 3, 4]) == "1_3-4"
 
 
 def test_variants_share_a_run_directory(tmp_path, capsys):
