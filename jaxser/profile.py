@@ -29,7 +29,6 @@ import numpy as np
 from flax.traverse_util import flatten_dict
 
 from jaxser.config_utils import load_config_file, to_dict
-from jaxser.features.egemaps import DIMS, NUM_FUNCTIONALS, NUM_LLDS
 
 
 def param_table(variables) -> list[tuple[str, tuple[int, ...], int]]:
@@ -175,26 +174,6 @@ def _frozen_part(input_cfg, sample_rate: int) -> tuple[int, float]:
 
 
 # ----------------------------------------------------------------------------- command line
-
-
-def example_input(input_cfg, sample_rate: int = 16000) -> tuple[jax.Array, jax.Array]:
-  """A batch-1 (x, length) shaped like the padded input of kind `input_cfg.kind`."""
-  kind = input_cfg["kind"]
-  seconds = input_cfg.get("max_seconds", 1.0)
-  if kind == "waveform":
-    shape = (int(round(seconds * sample_rate)),)
-  elif kind == "logfbank":
-    shape = (int(round(seconds / input_cfg.get("hop", 0.01))), input_cfg.get("num_filters", 40))
-  elif kind == "egemaps_functionals":
-    shape = (NUM_FUNCTIONALS,)
-  elif kind == "compare_functionals":
-    shape = (DIMS["ComParE_2016"][1],)
-  elif kind == "egemaps_lld":
-    shape = (int(round(seconds / 0.01)), NUM_LLDS)
-  else:
-    raise ValueError(f"input kind {kind!r}: no example shape; add it to jaxser.profile")
-  x = jax.random.normal(jax.random.PRNGKey(0), (1,) + shape, jnp.float32)
-  return x, jnp.asarray([shape[0]], jnp.int32)
 
 
 def corpus_num_classes(corpus_cfg) -> int:

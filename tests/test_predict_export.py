@@ -242,3 +242,21 @@ def test_logfbank_stage_exports_to_tflite(tmp_path):
                                 np.asarray([len(feats)], np.int32))
   got = export.run_tflite(written["tflite"], clip[None])
   assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_a_stage_example_has_the_shape_training_gives_a_clip():
+  """Export, predict and the profile command shape a stage's input by the training builder
+  (a 2 s log-fbank stage: 2 s / 10 ms = 200 frames, however long the clip)."""
+  import ml_collections
+  from jaxser.data.corpus import Corpus, Utterance
+  from jaxser.data.inputs import build_inputs
+  from tiny_config import load_config
+  config = load_config("dkdfmh_emodb")
+  x, length = inference.stage_example(config, "cnn")
+  sr = int(config.corpus.sample_rate)
+  utt = Utterance("long", "s", 0)
+  wave = _noise(2.6, sr, seed=3)  # longer than the stage's 2 s: cut as in training
+  arrays = build_inputs(Corpus("c", inference.classes(config), sr, [utt], waveforms={"long": wave}),
+                        ml_collections.ConfigDict(to_dict(config.stages.cnn.input)))
+  assert x.shape == arrays.x[:1].shape == (1, 200, 40)
+  assert 0 < int(length[0]) <= 200 and int(arrays.length[0]) == 200
