@@ -14,7 +14,7 @@ from jaxser.data import teacher_cache
 from jaxser.data.inputs import InputArrays
 from jaxser.data.pipeline import Pipeline
 from jaxser.errors import UserError
-from tiny_config import ROOT, tiny_quickstart
+from tiny_config import ROOT, tiny_mlps, tiny_quickstart
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "JAX_PLATFORMS": "cpu"}
 
@@ -285,6 +285,7 @@ def test_results_without_cache_files_or_checkpoints_train_the_teacher_again(tmp_
   import shutil
   workdir = tmp_path / "run"
   first = train.run(tiny_quickstart(), str(workdir))
+  teacher_result = (workdir / "fold_0" / "teacher" / "result.json").read_bytes()
   os.remove(workdir / "fold_0" / "cache" / "teacher" / "logits.npy")
   for stage in ("teacher", "student_alone"):
     shutil.rmtree(workdir / "fold_0" / stage / "checkpoints")
@@ -292,6 +293,29 @@ def test_results_without_cache_files_or_checkpoints_train_the_teacher_again(tmp_
   again = train.run(tiny_quickstart(), str(workdir))
   assert (workdir / "fold_0" / "cache" / "teacher" / "logits.npy").exists()
   assert again["summary"] == first["summary"]
+  # the same test metrics: the recorded result (its history, its time) is kept as it was
+  assert (workdir / "fold_0" / "teacher" / "result.json").read_bytes() == teacher_result
+
+
+def test_a_teacher_trained_again_to_other_metrics_rewrites_its_result(tmp_path, capsys):
+  """Where training again does not reproduce the recorded metrics, the result is rewritten
+  and the run says so."""
+  import shutil
+  workdir = tmp_path / "run"
+  config = tiny_mlps(epochs=1)
+  train.run(config, str(workdir))
+  path = workdir / "fold_0" / "teacher" / "result.json"
+  recorded = json.loads(path.read_text())
+  real_ua = recorded["test"]["ua"]
+  recorded["test"]["ua"] = real_ua + 0.5  # as if the earlier run had come out otherwise
+  path.write_text(json.dumps(recorded))
+  shutil.rmtree(workdir / "fold_0" / "cache")
+  shutil.rmtree(workdir / "fold_0" / "teacher" / "checkpoints")
+  shutil.rmtree(workdir / "fold_0" / "student_kd")
+  capsys.readouterr()
+  train.run(config, str(workdir))
+  assert "not deterministic here?); rewritten" in capsys.readouterr().out
+  assert json.loads(path.read_text())["test"]["ua"] == real_ua
 
 
 def test_unknown_config_key_is_one_clear_error(tmp_path):
