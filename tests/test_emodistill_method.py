@@ -135,3 +135,24 @@ def test_emodb_config_rows(variant, students):
   # directory; each names its own report.
   assert len(c.stages) == 2 + 6 + 5 + 4
   assert c.report.file == ("report" if variant == "ablation" else f"report_{variant}")
+
+
+def test_head_measurements_accumulate_across_sittings(tmp_path):
+  """scripts/emodistill_heads.py --record: folds measured in separate sittings (checkpoints
+  stay local) add up in heads.json, and heads.md tables every fold recorded, in fold order."""
+  import importlib.util
+  from tiny_config import ROOT
+  spec = importlib.util.spec_from_file_location(
+      "emodistill_heads", os.path.join(ROOT, "scripts", "emodistill_heads.py"))
+  heads = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(heads)
+  np.testing.assert_allclose(heads.cosine_to_mean(np.ones((4, 3))), 1.0, rtol=1e-6)
+  row = dict(epoch=3, cos_l=0.99, cos_p=0.5, norm_l=1.0, norm_p=2.0)
+  teachers = {"linguistic": 0.98, "prosodic": 0.4}
+  heads.record(str(tmp_path), {"fold_10": {"teachers": teachers, "students": {"emodistill": row}}})
+  heads.record(str(tmp_path), {"fold_2": {"teachers": teachers, "students": {"no_logits": row}}})
+  recorded = json.load(open(tmp_path / "heads.json"))
+  assert list(recorded) == ["fold_2", "fold_10"]
+  table = (tmp_path / "heads.md").read_text()
+  assert table.index("| fold_2 | no_logits | 3 | 0.990 | 0.500 |") < table.index(
+      "| fold_10 | emodistill | 3 |")
