@@ -118,15 +118,6 @@ class Experiment:
       self._inputs[key] = build_inputs(self.corpus, self.config.stages[name].input)
     return self._inputs[key]
 
-  def example_inputs(self, name):
-    """The stage's inputs as `inputs` builds them, for one utterance at least: all of them when
-    built already, else the first utterance's alone (shapes, for the efficiency table, without
-    running a run's feature extractors over the corpus when every stage was done earlier)."""
-    if self._input_key(name) in self._inputs:
-      return self._inputs[self._input_key(name)]
-    first = dataclasses.replace(self.corpus, utterances=self.corpus.utterances[:1])
-    return build_inputs(first, self.config.stages[name].input)
-
   def fold_inputs(self, name, fold):
     """The stage's inputs in `fold`: with `input.normalization="train"` standardised by the
     statistics of the fold's training examples (fold-dependent, so not kept across folds)."""

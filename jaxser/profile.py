@@ -24,7 +24,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict
 
@@ -129,15 +128,14 @@ def init_variables(model, x, length, seed: int = 0):
 def efficiency(config, num_classes: int, inputs: dict, repeats: int = 100) -> dict:
   """Per stage of `config`: params, MACs, batch-1 latency and feature time for one clip.
 
-  `inputs` maps a stage name to its input arrays (`x`, `length`, as built for training);
-  the first clip gives the shape. Stages with the same model and input shape are measured
-  once. Weights are a fresh initialisation: latency and MACs depend on shapes only.
+  `inputs` maps a stage name to a batch-1 (x, length) of its input (`inference.stage_example`).
+  Stages with the same model and input shape are measured once. Weights are a fresh
+  initialisation: latency and MACs depend on shapes only.
   """
   from jaxser.models.registry import build_model
   out, seen, features = {}, {}, {}
   for stage in config.stage_order:
-    arrays = inputs[stage]
-    x, length = jnp.asarray(arrays.x[:1]), jnp.asarray(arrays.length[:1])
+    x, length = inputs[stage]
     key = json.dumps([to_dict(config.stages[stage].model), list(x.shape)], sort_keys=True)
     if key not in seen:
       model = build_model(config.stages[stage].model, num_classes)

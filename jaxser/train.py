@@ -186,7 +186,7 @@ def run(config, workdir: str, folds_to_run: str | None = None,
   under `workdir` (its parents made when `make_parents`) and writes the report; returns it
   (None on processes other than 0, which write nothing). `skip_bad_files` leaves out the
   corpus's unusable audio files instead of stopping on them."""
-  from jaxser import distributed, experiment, locks, profile, report, sharding
+  from jaxser import distributed, experiment, inference, locks, profile, report, sharding
   from jaxser.data import folds as folds_lib
   from jaxser.data.registry import load_corpus
 
@@ -218,7 +218,7 @@ def run(config, workdir: str, folds_to_run: str | None = None,
       return None
     repeats, efficiency = report.latency_repeats(config), None
     if repeats:
-      examples = {s: runner.example_inputs(s) for s in config.stage_order}
+      examples = {s: inference.stage_example(config, s) for s in config.stage_order}
       efficiency = profile.efficiency(config, corpus.num_classes, examples, repeats)
     # A run of some folds names its report by them: the whole run's report stays as it was.
     stem = report.file_stem(config)

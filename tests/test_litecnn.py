@@ -462,17 +462,19 @@ def test_emodb_config_end_to_end_on_a_tiny_subset(tmp_path, monkeypatch):
   assert all("/seg" in i or "/eval" in i for i in cache.ids.tolist())
   assert kd["predictions"]["ids"] and all("/" not in i for i in kd["predictions"]["ids"])
   assert rep["compare"][0]["folds"] == 1
-  # Reporting again with every stage done earlier measures the same shapes from one clip,
-  # without running Whisper and opensmile over the corpus.
-  from jaxser import experiment
+  # Reporting again with every stage done earlier measures the same shapes from one clip
+  # per stage, without running Whisper and opensmile over the corpus.
+  from jaxser.data import inputs as inputs_lib
   built = []
-  build = experiment.build_inputs
+  build = inputs_lib.build_inputs
   def counted(corpus, cfg):
-    built.append(len(corpus.utterances))
+    built.append((corpus.name, len(corpus.utterances)))
     return build(corpus, cfg)
 
-  monkeypatch.setattr(experiment, "build_inputs", counted)
+  monkeypatch.setattr(inputs_lib, "build_inputs", counted)
   again = train.run(c, str(tmp_path / "run"))
-  assert built and set(built) == {1}
+  # one random clip per stage (its shape), a few for feature times; never the run's corpus
+  assert {n for n, _ in built} == {"example", "timing"}
+  assert {k for n, k in built if n == "example"} == {1}
   assert {k: v["input_shape"] for k, v in again["efficiency"].items()} == \
       {k: v["input_shape"] for k, v in eff.items()}
