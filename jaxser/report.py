@@ -234,6 +234,7 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
       "compare": [paired_differences(results, folds, a, b) for a, b in pairs],
       "efficiency": efficiency_section(config, efficiency) if efficiency else {},
       "noisy": noise_grid(results, folds, stages),
+      "noisy_compare": [d for a, b in pairs if (d := noisy_differences(results, folds, a, b))],
       "test_inputs": test_inputs_section(results, folds, stages),
       "seconds": round(seconds, 1), "train_seconds": round(train_seconds, 1),
       "config": to_dict(config),
@@ -307,6 +308,39 @@ def noise_grid(results, folds, stages) -> dict:
   return out
 
 
+def noisy_differences(results, folds, a: str, b: str) -> dict | None:
+  """Per-fold UA differences a − b on the noisy test grid, per SNR (the mean over noise types)
+  and over every noisy condition, with paired tests; None unless both stages have the grid."""
+  grids = {s: [results[f.name][s].get("noisy") or {} for f in folds] for s in (a, b)}
+  if not (all(grids[a]) and all(grids[b])):
+    return None
+  cells = list(grids[a][0])
+  snrs = sorted({c.split("@")[1] for c in cells}, key=float)
+  groups = {f"{snr} dB": [c for c in cells if c.split("@")[1] == snr] for snr in snrs}
+  groups["all noisy"] = cells
+  rows = {}
+  for label, group in groups.items():
+    diffs = [float(np.mean([ga[c]["ua"] - gb[c]["ua"] for c in group]))
+             for ga, gb in zip(grids[a], grids[b])]
+    mean, std = metrics_lib.mean_std(diffs)
+    rows[label] = {"per_fold": dict(zip((f.name for f in folds), diffs)), "mean": mean,
+                   "std": std, "a_better": int(sum(d > 0 for d in diffs)), **paired_tests(diffs)}
+  return {"a": a, "b": b, "folds": len(folds), "rows": rows}
+
+
+def _noisy_compare_lines(rep) -> list[str]:
+  lines = []
+  for c in rep.get("noisy_compare") or []:
+    lines += ["", f"**{c['a']} − {c['b']}** on noisy test speech: UA difference per fold "
+              "averaged over the noise types of each SNR (percentage points)", "",
+              "| SNR | mean ± std | folds a > b | p (t-test) | p (Wilcoxon) |",
+              "|---|---:|---:|---:|---:|"]
+    for label, r in c["rows"].items():
+      lines.append(f"| {label} | {_signed_pm(r)} | {r['a_better']}/{c['folds']} | "
+                   f"{_number(r['p_t'])} | {_number(r['p_wilcoxon'])} |")
+  return lines
+
+
 def _noise_lines(rep) -> list[str]:
   grid = rep.get("noisy") or {}
   if not grid:
@@ -323,7 +357,7 @@ def _noise_lines(rep) -> list[str]:
     for snr in sorted(snrs, key=float):
       lines.append(f"| {snr} | " + " | ".join(
           f"{100 * cells[f'{t}@{snr}']['ua']['mean']:.2f}" for t in types) + " |")
-  return lines
+  return lines + _noisy_compare_lines(rep)
 
 
 def _pm(s) -> str:
@@ -480,6 +514,11 @@ def summary(rep) -> str:
                f"({c['a']} ahead in {c['ua']['a_better']}/{c['folds']} folds"
                + (f"; p = {_number(c['ua']['p_t'])} t-test, {_number(c['ua']['p_wilcoxon'])} "
                   "Wilcoxon" if "p_t" in c["ua"] else "") + f"), WA {_signed_pm(c['wa'])}")
+  for c in rep.get("noisy_compare") or []:
+    low, every = c["rows"][next(iter(c["rows"]))], c["rows"]["all noisy"]
+    out.append(f"  {c['a']} − {c['b']} on noisy speech: UA {_signed_pm(every)} over all "
+               f"conditions (p = {_number(every['p_t'])} t-test), at "
+               f"{next(iter(c['rows']))} {_signed_pm(low)} (p = {_number(low['p_t'])})")
   for stage, e in (rep.get("efficiency") or {}).items():
     ratios = ", ".join(f"{t} / this {r:.3g}×" for t, r in e["latency_ratio"].items())
     out.append(f"  {stage:<16} {e['params']:,} params, {e['macs'] / 1e6:.1f} M MACs, "

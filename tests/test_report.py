@@ -205,3 +205,33 @@ def test_fit_table_from_train_fit_and_validation_loss(tmp_path):
   del results["fold_1"]["student_kd"]["train_fit"]  # an older result: no row for that stage
   rep = report.write(str(tmp_path), _config(), corpus, folds, results)
   assert "fit" not in rep["summary"]["student_kd"] and "fit" in rep["summary"]["teacher"]
+
+
+def test_noisy_grid_paired_differences_per_snr(tmp_path):
+  """A compared pair that both have the noisy test grid gets per-SNR paired differences
+  (each fold's mean over noise types) and one over every noisy condition, with tests."""
+  corpus, folds, results = _inputs()
+  # student_kd − student_alone per fold, cells (white, pink): at 0 dB and at 20 dB
+  at_0 = {"fold_0": (0.1, 0.2), "fold_1": (0.0, 0.1), "fold_2": (0.2, 0.3)}
+  at_20 = {"fold_0": (0.0, 0.0), "fold_1": (0.1, -0.3), "fold_2": (-0.05, -0.05)}
+  for fold in SCORES:
+    cells = {"white@0": at_0[fold][0], "pink@0": at_0[fold][1],
+             "white@20": at_20[fold][0], "pink@20": at_20[fold][1]}
+    results[fold]["student_alone"]["noisy"] = {c: {"ua": 0.3, "wa": 0.3} for c in cells}
+    results[fold]["student_kd"]["noisy"] = {c: {"ua": 0.3 + d, "wa": 0.3} for c, d in cells.items()}
+  rep = report.write(str(tmp_path), _config(), corpus, folds, results)
+  (kd,) = rep["noisy_compare"]  # the teacher has no grid: (teacher, student_kd) has no rows
+  assert (kd["a"], kd["b"], list(kd["rows"])) == ("student_kd", "student_alone",
+                                                   ["0 dB", "20 dB", "all noisy"])
+  low, high, every = kd["rows"]["0 dB"], kd["rows"]["20 dB"], kd["rows"]["all noisy"]
+  assert low["per_fold"] == pytest.approx({"fold_0": 0.15, "fold_1": 0.05, "fold_2": 0.25})
+  assert (low["mean"], low["a_better"]) == (pytest.approx(0.15), 3)
+  assert (high["mean"], high["a_better"]) == (pytest.approx(-0.05), 0)
+  assert every["per_fold"] == pytest.approx({"fold_0": 0.075, "fold_1": -0.025, "fold_2": 0.1})
+  assert (every["mean"], every["a_better"]) == (pytest.approx(0.05), 2)
+  from scipy import stats
+  assert low["p_t"] == pytest.approx(stats.ttest_1samp([0.15, 0.05, 0.25], 0.0).pvalue)
+  md = report.markdown(rep)
+  assert "**student_kd − student_alone** on noisy test speech" in md
+  assert "| 0 dB | +15.00 ± 8.16 | 3/3 |" in md
+  assert "student_kd − student_alone on noisy speech: UA +5.00" in report.summary(rep)
