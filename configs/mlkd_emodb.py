@@ -40,6 +40,12 @@ validation speakers (the teachers' recipe). The students keep the standardisatio
 copied head expects it), with fresh statistics. Students: AdamW 5e-5, warm-up + cosine, batch 16, 30 epochs, best
 epoch by noisy validation UA, early stopping 10.
 
+Result (results/mlkd_emodb/report.md, 10 folds, test UA %): teacher 87.82 ± 3.95 (the issue's
+89 missed), student_alone 68.28 ± 10.06, mlkd 69.83 ± 9.96; mlkd − student_alone clean +1.55 ±
+5.66 (7/10 folds, p 0.434 t-test, 0.432 Wilcoxon), on the 16 noisy conditions +1.16 ± 8.47
+(p 0.692), at 0 dB +1.50 ± 8.89 (p 0.624), at 20 dB +1.58 ± 8.16: the paper's claim (MLKD
+ahead on noisy speech, most at low SNR) does not hold here. 11.60 h of epochs.
+
 Previous run (commit 0a5b376 and before: `small-wav2vec2` teacher, 4 layers of 128 trained from
 scratch, 1 validation speaker, 40 epochs; 10 folds, clean test UA): teacher 44.26 ± 11.99,
 student_alone 44.18 ± 7.92, mlkd 42.35 ± 9.71 (mlkd − student_alone −1.83); 5.34 h of epochs.
