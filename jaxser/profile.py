@@ -3,7 +3,8 @@
     python -m jaxser.profile --config configs/litecnn_kd_cremad.py --stage student_kd
 
 prints the stage model's parameter table, its MACs and its batch-1 latency for one
-clip of the stage's input (shape from the config; no corpus is read).
+random clip of the stage's length through its input builder (`inference.stage_example`, as the
+report's efficiency table; no corpus is read).
 
 MACs are XLA's counted flops / 2 of the compiled inference function: every multiply
 and add XLA counts (convolutions, matmuls, elementwise ops, normalisations), so they
