@@ -99,7 +99,9 @@ def record(workdir: str, measured: dict) -> None:
   """Merges `measured` ({fold: {teachers, students}}) into heads.json; writes heads.md."""
   path = os.path.join(workdir, "heads.json")
   folds = io_utils.read_json(path) if os.path.exists(path) else {}
-  folds.update(measured)
+  for fold, m in measured.items():  # a fold measured again keeps stages measured before
+    kept = folds.get(fold, {}).get("students", {})
+    folds[fold] = {"teachers": m["teachers"], "students": {**kept, **m["students"]}}
   folds = dict(sorted(folds.items(), key=lambda kv: int(kv[0].split("_")[1])))
   io_utils.write_json(path, folds)
   lines = ["# EmoDistill projection heads, test clips (scripts/emodistill_heads.py)", "",

@@ -151,8 +151,11 @@ def test_head_measurements_accumulate_across_sittings(tmp_path):
   teachers = {"linguistic": 0.98, "prosodic": 0.4}
   heads.record(str(tmp_path), {"fold_10": {"teachers": teachers, "students": {"emodistill": row}}})
   heads.record(str(tmp_path), {"fold_2": {"teachers": teachers, "students": {"no_logits": row}}})
+  # fold 10 again, another stage's checkpoint at hand: both of its stages stay recorded
+  heads.record(str(tmp_path), {"fold_10": {"teachers": teachers, "students": {"no_prosodic": row}}})
   recorded = json.load(open(tmp_path / "heads.json"))
   assert list(recorded) == ["fold_2", "fold_10"]
+  assert list(recorded["fold_10"]["students"]) == ["emodistill", "no_prosodic"]
   table = (tmp_path / "heads.md").read_text()
   assert table.index("| fold_2 | no_logits | 3 | 0.990 | 0.500 |") < table.index(
       "| fold_10 | emodistill | 3 |")
