@@ -106,14 +106,10 @@ class Experiment:
   def stage_hash(self, name) -> str:
     return self.plan(name).hash
 
-  def _input_key(self, name) -> str:
-    """Stages with the same input settings share one built input."""
-    return json.dumps(to_dict(self.config.stages[name].input), sort_keys=True)
-
   def inputs(self, name):
     """The stage's inputs for every utterance, fold-independent ("speaker" normalisation
     applied; "train" is not: see `fold_inputs`)."""
-    key = self._input_key(name)
+    key = json.dumps(to_dict(self.config.stages[name].input), sort_keys=True)  # shared by stages
     if key not in self._inputs:
       self._inputs[key] = build_inputs(self.corpus, self.config.stages[name].input)
     return self._inputs[key]

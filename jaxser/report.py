@@ -515,10 +515,11 @@ def summary(rep) -> str:
                + (f"; p = {_number(c['ua']['p_t'])} t-test, {_number(c['ua']['p_wilcoxon'])} "
                   "Wilcoxon" if "p_t" in c["ua"] else "") + f"), WA {_signed_pm(c['wa'])}")
   for c in rep.get("noisy_compare") or []:
-    low, every = c["rows"][next(iter(c["rows"]))], c["rows"]["all noisy"]
+    lowest = next(iter(c["rows"]))  # rows run from the lowest SNR up
+    low, every = c["rows"][lowest], c["rows"]["all noisy"]
     out.append(f"  {c['a']} − {c['b']} on noisy speech: UA {_signed_pm(every)} over all "
                f"conditions (p = {_number(every['p_t'])} t-test), at "
-               f"{next(iter(c['rows']))} {_signed_pm(low)} (p = {_number(low['p_t'])})")
+               f"{lowest} {_signed_pm(low)} (p = {_number(low['p_t'])})")
   for stage, e in (rep.get("efficiency") or {}).items():
     ratios = ", ".join(f"{t} / this {r:.3g}×" for t, r in e["latency_ratio"].items())
     out.append(f"  {stage:<16} {e['params']:,} params, {e['macs'] / 1e6:.1f} M MACs, "
