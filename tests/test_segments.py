@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxser import train
+from jaxser import report, train
 from jaxser.data import synthetic, teacher_cache
 from jaxser.data.folds import make_folds
 from jaxser.data.inputs import build_inputs
@@ -173,6 +173,8 @@ def test_iemocap_configs_build(arg):
     sweep = ("dkd_beta1", "dkd_beta2", "dkd_beta4", "dkd", "dkd_beta16")
     assert c.stage_order == ("cnn_mha",) + sweep and c.report.file == "report_beta_sweep"
     assert [c.stages[s].loss_cfg.beta for s in sweep] == [1, 2, 4, 8, 16]
+    # The report judges the paper's peak: β = 8 against each other β, all of which run.
+    assert report.compare_pairs(c) == [("dkd", s) for s in sweep if s != "dkd"]
   else:
     assert c.stage_order == rows and c.report.file == "report"
   # Every variant holds every stage, so variants can share a run directory.
