@@ -1,7 +1,8 @@
 """Atomic file writes: write to a temporary name in the same directory, then rename.
 
 A write that finds the disk full (or the quota spent) fails with a UserError naming the
-path and the space left, not an OSError from deep inside a library.
+path and the space left, not an OSError from deep inside a library. What is written gets the
+permissions of a plain open() / mkdir (the umask's), not tempfile's owner-only ones.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import secrets
 import shutil
 import tempfile
 
@@ -75,6 +77,23 @@ def check_writable(directory: str, what: str) -> None:
                     "its permissions or free space") from e
 
 
+def _new_temporary(path: str, make) -> str:
+  """Creates `.<name>.<random>.tmp` beside `path` with `make(tmp)`, which must fail with
+  FileExistsError on a taken name; returns it."""
+  parent, name = os.path.split(os.path.abspath(path))
+  while True:
+    tmp = os.path.join(parent, f".{name}.{secrets.token_hex(4)}.tmp")
+    try:
+      make(tmp)
+      return tmp
+    except FileExistsError:
+      continue
+
+
+def _new_file(tmp: str) -> None:
+  os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str):
   """Yields a temporary path; on success it replaces `path` in one rename."""
@@ -83,9 +102,7 @@ def atomic_path(path: str):
   try:
     with on_full_disk(path):
       os.makedirs(directory, exist_ok=True)
-      fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                                 dir=directory)
-      os.close(fd)
+      tmp = _new_temporary(path, _new_file)
       yield tmp
       os.replace(tmp, path)
   finally:
@@ -130,14 +147,18 @@ def atomic_dir(path: str, clean_stale: bool = False):
       for stale in _stale_temporaries(path) if clean_stale else ():
         shutil.rmtree(stale, ignore_errors=True)
       os.makedirs(parent, exist_ok=True)
-      tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                             dir=parent)
+      tmp = _new_temporary(path, os.mkdir)
       yield tmp
       old = None
       if os.path.exists(path):
         old = tmp + ".old"
         os.replace(path, old)
-      os.replace(tmp, path)
+      try:
+        os.replace(tmp, path)
+      except BaseException:
+        if old:  # put the previous contents back
+          os.replace(old, path)
+        raise
       if old:
         shutil.rmtree(old)
   finally:

@@ -123,6 +123,41 @@ def test_a_workdir_that_cannot_be_written_is_found_when_prepared(tmp_path, monke
   assert os.listdir(tmp_path / "run") == []
 
 
+def test_atomic_writes_get_the_umask_permissions_not_owner_only(tmp_path):
+  # A run dir shared with a group (reports, results, caches, exported models) must be as
+  # readable as a plain open() / mkdir makes it; tempfile's temporaries are 0600 / 0700.
+  old = os.umask(0o022)
+  try:
+    io_utils.write_json(str(tmp_path / "result.json"), {"ua": 1.0})
+    with io_utils.atomic_dir(str(tmp_path / "cache")) as tmp:
+      io_utils.write_text(os.path.join(tmp, "meta.json"), "{}")
+  finally:
+    os.umask(old)
+  assert os.stat(tmp_path / "result.json").st_mode & 0o777 == 0o644
+  assert os.stat(tmp_path / "cache").st_mode & 0o777 == 0o755
+  assert os.stat(tmp_path / "cache" / "meta.json").st_mode & 0o777 == 0o644
+  assert sorted(os.listdir(tmp_path)) == ["cache", "result.json"]
+
+
+def test_atomic_dir_keeps_the_old_contents_when_the_final_rename_fails(tmp_path, monkeypatch):
+  path = str(tmp_path / "cache")
+  with io_utils.atomic_dir(path) as tmp:
+    io_utils.write_text(os.path.join(tmp, "v"), "1")
+  real_replace = os.replace
+
+  def replace(src, dst):
+    if dst == path and src.endswith(".tmp"):  # the new contents' rename, not the restore
+      raise OSError(errno.EXDEV, "cross-device link")
+    real_replace(src, dst)
+  monkeypatch.setattr(os, "replace", replace)
+  with pytest.raises(OSError, match="cross-device"):
+    with io_utils.atomic_dir(path) as tmp:
+      io_utils.write_text(os.path.join(tmp, "v"), "2")
+  monkeypatch.undo()
+  assert open(os.path.join(path, "v")).read() == "1"
+  assert os.listdir(tmp_path) == ["cache"]
+
+
 def test_a_full_disk_names_the_path_being_written(tmp_path, monkeypatch):
   path = str(tmp_path / "run" / "report.json")
   if os.path.exists("/dev/full"):  # a real ENOSPC from the kernel

@@ -21,8 +21,6 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from typing import Any, Mapping, Optional
 
 import jax
@@ -30,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from jaxser import io_utils
 from jaxser.models import bert as bert_lib
 from jaxser.models import ctranslate2
 from jaxser.models import wav2vec2 as w2v_lib
@@ -446,25 +445,8 @@ def save_hf(params: Mapping[str, Any], config, directory: str | os.PathLike,
     state = {re.sub(r"\.weight_g$", ".parametrizations.weight.original0",
                     re.sub(r"\.weight_v$", ".parametrizations.weight.original1", k)): v
              for k, v in state.items()}
-  parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.tmp-", dir=parent)
-  try:
+  with io_utils.atomic_dir(directory) as tmp:
     save_file(state, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(tmp, "config.json"), "w") as f:
       json.dump(config.to_hf(), f, indent=2, sort_keys=True)
-    if os.path.exists(directory):
-      backup = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.old-", dir=parent)
-      os.rename(directory, os.path.join(backup, "model"))
-      try:
-        os.rename(tmp, directory)
-      except BaseException:
-        os.rename(os.path.join(backup, "model"), directory)
-        raise
-      shutil.rmtree(backup)
-    else:
-      os.rename(tmp, directory)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
   return directory
