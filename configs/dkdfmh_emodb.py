@@ -33,10 +33,9 @@ test UA 77.3); at 16, with the same computation per epoch, 84.3 % (0.86, test 73
 120 epochs, not 60 (with early stopping 20): at 60 the teacher still did not fit its training
 clips (training UA 69-84 % in folds 0-5, best epoch 49-58 of 60); on fold 3, the worst, 120
 epochs took it from 69.2 % to 96.7 % training UA, validation loss 1.10 -> 0.86 (UA 52.4 ->
-59.9; test 45.4 -> 52.1). Interim 60-epoch run, folds 0-4 (commits
-up to 8420991; test UA): cnn 70.0, cnn_mha 64.2 (fold 5: 36.9), kd 57.3, tckd 54.5, nckd
-33.3, dkd 44.0, whisper 87.1, dkd_whisper 50.0; the decoupled students fit 34-68 % of their
-training clips.
+59.9; test 45.4 -> 52.1). Interim 60-epoch run, folds 0-4 (commits up to 8420991; test
+UA): cnn 70.0, cnn_mha 64.2 (fold 5: 36.9), kd 57.3, tckd 54.5, nckd 33.3, dkd 44.0,
+whisper 87.1, dkd_whisper 50.0; the decoupled students fit 34-68 % of their training clips.
 `whisper` / `dkd_whisper`: the row the paper does not have, DKD (α, β, T as `dkd`) from the
 frozen Whisper-base teacher (weighted layer sum -> linear, refit on 9 speakers) into the same
 student.

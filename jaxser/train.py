@@ -40,8 +40,8 @@ _CONFIG = config_flags.DEFINE_config_file(
 _FOLDS = flags.DEFINE_string(
     "folds", None, "Run only these folds (indices, e.g. '3,4' or '3-9'); their report, "
     "report.folds_3-9.{json,md}, covers them. Several independent runs (no "
-    "--coordinator_address) may share one --workdir with different --folds (e.g. one per accelerator or core); a last run without --folds "
-    "finds every fold done and reports all.")
+    "--coordinator_address) may share one --workdir with different --folds (e.g. one per "
+    "accelerator or core); a last run without --folds finds every fold done and reports all.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: resolved config, TensorBoard logs, per-fold checkpoints "
     "and teacher caches, report.{json,md} (config.report.file names them). Default: "
