@@ -163,7 +163,8 @@ class Experiment:
       loss_fn = getattr(self.method, stage.loss)
       self._steps[key] = dict(
           model=model, tx=tx, cfg=tcfg,
-          train=trainer.make_train_step(model, tx, loss_fn, loss_cfg, self.mesh),
+          train=trainer.make_train_step(model, tx, loss_fn, loss_cfg, self.mesh,
+                                        steps_per_epoch=steps_per_epoch),
           predict=trainer.make_predict_step(model, self.mesh,
                                             tuple(stage.get("outputs", ("logits", "embedding")))))
     return self._steps[key]

@@ -1,8 +1,9 @@
 """The generic trainer: a train state pytree, one jitted train step over any method loss,
 and a fit loop with checkpoints, resume, ReduceLROnPlateau and early stopping.
 
-A method plugs in through `loss_fn(student_out, teacher_out, batch, cfg) -> (loss, metrics)`;
-nothing here knows which paper it runs.
+A method plugs in through `loss_fn(student_out, teacher_out, batch, cfg) -> (loss, metrics)`
+(`batch["epoch"]`: the 0-based epoch being trained, for losses with a schedule); nothing here
+knows which paper it runs.
 """
 
 from __future__ import annotations
@@ -128,9 +129,10 @@ def _on_host_batches(jitted, mesh):
 
 
 def make_train_step(model: nn.Module, tx, loss_fn: LossFn, loss_cfg, mesh,
-                    teacher_fn: Callable = default_teacher_fn):
+                    teacher_fn: Callable = default_teacher_fn, steps_per_epoch: int = 1):
   """`(state, host_batch) -> (state, metrics)`, jitted with the batch split on the `data` axis
-  and the state replicated; the old state's buffers are donated."""
+  and the state replicated; the old state's buffers are donated. The loss sees the epoch
+  being trained as `batch["epoch"]` (state.step // steps_per_epoch)."""
 
   def step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -139,7 +141,8 @@ def make_train_step(model: nn.Module, tx, loss_fn: LossFn, loss_cfg, mesh,
       out, updates = model.apply(_variables(params, state.batch_stats), batch["x"],
                                  batch["length"], **batch.get("fields", {}), train=True,
                                  rngs={"dropout": rng}, mutable=["batch_stats"])
-      loss, metrics = loss_fn(out, teacher_fn(batch), batch, loss_cfg)
+      epoch = state.step // max(steps_per_epoch, 1)
+      loss, metrics = loss_fn(out, teacher_fn(batch), {**batch, "epoch": epoch}, loss_cfg)
       return loss, (metrics, updates)
 
     (loss, (metrics, updates)), grads = jax.value_and_grad(compute, has_aux=True)(state.params)

@@ -578,6 +578,42 @@ def test_dkdfmh_loss_equals_sum_of_parts(x64):
                                                           mask=mask))
 
 
+def test_dkd_warmup_epochs_scale_the_dkd_term_by_the_trainers_epoch():
+  """loss_cfg warmup_epochs: the DKD term weighs min((epoch + 1) / warmup, 1) (mdistiller's
+  epochs count from 1), with the epoch the train step is in (state.step // steps_per_epoch)."""
+  import flax.linen as nn
+  import ml_collections
+  import optax
+  from jaxser import sharding, trainer
+
+  class Linear(nn.Module):
+    @nn.compact
+    def __call__(self, x, length, train=False):
+      return {"logits": nn.Dense(NUM_CLASSES)(x.mean(axis=1))}
+
+  rng = np.random.default_rng(0)
+  batch = {"x": rng.normal(size=(4, 3, 2)).astype(np.float32), "length": np.full(4, 3),
+           "label": np.array([0, 1, 2, 3]), "mask": np.ones(4, np.float32),
+           "teacher": {"T": {"logits": (3 * rng.normal(size=(4, NUM_CLASSES))).astype(np.float32)}}}
+  tx = optax.sgd(0.0)  # the parameters stay put, so every step sees the same parts
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  model = Linear()
+  cfg = ml_collections.ConfigDict(dict(teacher="T", alpha=1.0, beta=8.0, temperature=4.0,
+                                       warmup_epochs=4))
+  step = trainer.make_train_step(model, tx, dkd.dkd, cfg, mesh, steps_per_epoch=2)
+  state = sharding.put_replicated(trainer.create_state(model, batch, tx, jax.random.PRNGKey(0)),
+                                  mesh)
+  weights = []
+  for _ in range(10):  # epochs 0-4, two steps each
+    state, m = step(state, batch)
+    weights.append((float(m["loss"]) - float(m["ce"])) / (float(m["tckd"]) + 8 * float(m["nckd"])))
+  np.testing.assert_allclose(weights, [0.25] * 2 + [0.5] * 2 + [0.75] * 2 + [1.0] * 4, rtol=1e-5)
+  cfg.warmup_epochs = 0  # the default: no warm-up, as the DKDFMH paper
+  state, m = trainer.make_train_step(model, tx, dkd.dkd, cfg, mesh, steps_per_epoch=2)(state, batch)
+  np.testing.assert_allclose(float(m["loss"]), float(m["ce"]) + float(m["tckd"]) + 8 * float(m["nckd"]),
+                             rtol=1e-5)
+
+
 def _check_parts(parts, expected):
   assert set(parts) == set(expected)
   for name, value in expected.items():

@@ -10,7 +10,8 @@ each student row of the paper's ablation is one loss here, all on the cached log
     dkd    CE + α·TCKD + β·NCKD                   ("DKDFMH" row; α = 1, β = 8, T = 4)
 
 TCKD/NCKD follow mdistiller's DKD.py (jaxser.losses.tckd / nckd / dkd). mdistiller's
-linear warm-up of the DKD term is not applied: the DKDFMH paper does not mention one.
+linear warm-up of the DKD term (scaled by min(epoch / warmup, 1), epochs from 1; 20 on
+CIFAR) is loss_cfg `warmup_epochs`, off (0) by default: the DKDFMH paper does not mention one.
 """
 
 from __future__ import annotations
@@ -54,21 +55,25 @@ def kd(student_out, teacher_out, batch, cfg):
 
 
 def _decoupled(student_out, teacher_out, batch, cfg, alpha, beta):
+  # mdistiller counts epochs from 1, so its first epoch already has weight 1 / warmup.
+  epochs = cfg.get("warmup_epochs", 0)
+  warmup = losses.dkd_warmup_factor(batch["epoch"] + 1, epochs) if epochs > 0 else 1.0
   return dkdfmh_loss(student_out["logits"], teacher_out[cfg.teacher]["logits"],
                      batch["label"], alpha=alpha, beta=beta,
-                     temperature=cfg.temperature, mask=batch["mask"])
+                     temperature=cfg.temperature, warmup_factor=warmup, mask=batch["mask"])
 
 
 def tckd(student_out, teacher_out, batch, cfg):
-  """CE + α·TCKD; config keys: teacher, alpha, temperature."""
+  """CE + α·TCKD; config keys: teacher, alpha, temperature, warmup_epochs (default 0)."""
   return _decoupled(student_out, teacher_out, batch, cfg, cfg.alpha, 0.0)
 
 
 def nckd(student_out, teacher_out, batch, cfg):
-  """CE + β·NCKD; config keys: teacher, beta, temperature."""
+  """CE + β·NCKD; config keys: teacher, beta, temperature, warmup_epochs (default 0)."""
   return _decoupled(student_out, teacher_out, batch, cfg, 0.0, cfg.beta)
 
 
 def dkd(student_out, teacher_out, batch, cfg):
-  """CE + α·TCKD + β·NCKD; config keys: teacher, alpha, beta, temperature."""
+  """CE + α·TCKD + β·NCKD; config keys: teacher, alpha, beta, temperature, warmup_epochs
+  (default 0)."""
   return _decoupled(student_out, teacher_out, batch, cfg, cfg.alpha, cfg.beta)
