@@ -275,3 +275,35 @@ def test_a_student_starts_from_a_teacher_on_cached_states(tmp_path):
                                 encoder["layers"]["2"]["fc2"]["kernel"])
   np.testing.assert_array_equal(got["encoder"]["conv1"]["kernel"], encoder["conv1"]["kernel"])
   np.testing.assert_array_equal(got["classifier"]["kernel"], t_params["classifier"]["kernel"])
+
+
+def test_the_encoders_output_cached_leaves_no_encoder_to_run(tmp_path):
+  """freeze_layers = the depth on the one cached state: that state is the encoder's output
+  (after its final layer norm), so the model holds no encoder part and its logits are the
+  waveform model's (the norm applied once)."""
+  import torch
+  import transformers
+  checkpoint = str(tmp_path / "whisper")
+  model = save_tiny_whisper(transformers.WhisperModel, checkpoint, encoder_layers=2)
+  with torch.no_grad():  # not the init's ones / zeros, so a norm left fresh shows
+    model.encoder.layer_norm.weight.uniform_(0.5, 1.5)
+    model.encoder.layer_norm.bias.uniform_(-0.5, 0.5)
+  model.save_pretrained(checkpoint)
+  waves = _waves([16000, 9000], seed=3)
+  corpus = Corpus("c", ("a", "b"), 16000, [Utterance(f"u{i}", "s", i) for i in range(2)],
+                  waveforms={f"u{i}": w for i, w in enumerate(waves)})
+  arrays = build_inputs(corpus, ml_collections.ConfigDict(dict(
+      kind="whisper_states", checkpoint=checkpoint, layer=2, max_seconds=1.0, normalize=False,
+      cache_dir=str(tmp_path / "cache"))))
+  kw = dict(checkpoint=checkpoint, freeze_layers=2, dropout=0.0)
+  x, n = _batch(waves, 16000)
+  on_waves = EmoDistillWhisperStudent(2, frontend="whisper_logmel", **kw)
+  variables = on_waves.load_pretrained(on_waves.init(jax.random.key(0), x, n))
+  on_states = EmoDistillWhisperStudent(2, frontend="whisper_states", **kw)
+  s_x, s_n = jnp.asarray(arrays.x), jnp.asarray(arrays.length)
+  s_vars = on_states.load_pretrained(on_states.init(jax.random.key(1), s_x, s_n))
+  assert "encoder" not in s_vars["params"]
+  s_vars["params"].update({k: v for k, v in variables["params"].items() if k != "encoder"})
+  for key in ("logits", "embedding"):
+    np.testing.assert_allclose(on_states.apply(s_vars, s_x, s_n)[key],
+                               on_waves.apply(variables, x, n)[key], atol=2e-5, err_msg=key)

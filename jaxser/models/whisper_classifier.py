@@ -163,11 +163,11 @@ class WhisperClassifier(nn.Module):
         raise ValueError(f"whisper_classifier: {x.shape[2]} cached states for freeze_layers="
                          f"{first}; the input's layer must be the model's freeze_layers")
       lower, x = jnp.moveaxis(x[:, :, :first], 2, 1), x[:, :, first]
-    if first < cfg.encoder_layers or lower is None:
+    if first < cfg.encoder_layers:
       out = whisper_lib.WhisperEncoder(cfg, remat=self.remat, first_layer=first, name="encoder")(
           x, lengths=length if self.mask_padding else None, train=train)
       states = jnp.stack(out["hidden_states"], axis=1)
-    else:  # every layer ran before: the last cached state is the encoder's output
+    else:  # every layer ran before: the last cached state is the encoder's output (normed)
       states = x[:, None]
     if lower is not None:
       states = jnp.concatenate([lower.astype(states.dtype), states], axis=1)
