@@ -159,7 +159,8 @@ class Experiment:
       tcfg = self.stage_train_cfg(name)
       stage_checks.check_batch_sizes(tcfg, self.mesh, name)
       model = build_model(stage.model, self.corpus.num_classes)
-      tx = trainer.make_optimizer(tcfg, steps_per_epoch, getattr(model, "frozen_params", None))
+      tx = trainer.make_optimizer(tcfg, steps_per_epoch, getattr(model, "frozen_params", None),
+                                  getattr(model, "encoder_params", None))
       loss_fn = getattr(self.method, stage.loss)
       self._steps[key] = dict(
           model=model, tx=tx, cfg=tcfg,

@@ -120,7 +120,8 @@ def load(run: str, config, stage: str, fold: int) -> StageModel:
       {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}, example_x,
       example_len, train=False))
   tx = trainer.make_optimizer(resolve_stage_train(config, stage), 1,
-                              getattr(model, "frozen_params", None))
+                              getattr(model, "frozen_params", None),
+                              getattr(model, "encoder_params", None))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),

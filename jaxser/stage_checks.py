@@ -111,12 +111,14 @@ def check_frozen_states(stage, where: str) -> None:
 def _checked_model(config, corpus, mesh, plan, name: str):
   """Stage `name`'s model, built, after its batch sizes and optimizer were checked."""
   try:
+    model = build_model(config.stages[name].model, corpus.num_classes)
     if plan is not None:
       if mesh is not None:
         check_batch_sizes(plan.train, mesh, name)
-      trainer.make_optimizer(plan.train, _CHECK_STEPS_PER_EPOCH)
+      trainer.make_optimizer(plan.train, _CHECK_STEPS_PER_EPOCH,
+                             encoder=getattr(model, "encoder_params", None))
       trainer.check_monitors(plan.train)
-    return build_model(config.stages[name].model, corpus.num_classes)
+    return model
   except UserError:
     raise
   except ValueError as e:

@@ -51,11 +51,14 @@ def _lr_schedule(cfg, steps_per_epoch: int):
                    "choose 'constant' or 'warmup_cosine'")
 
 
-def make_optimizer(cfg, steps_per_epoch: int, frozen=None) -> optax.GradientTransformation:
+def make_optimizer(cfg, steps_per_epoch: int, frozen=None,
+                   encoder=None) -> optax.GradientTransformation:
   """Optimizer of `config.train`, ending in an injected `step_size` the plateau rule scales.
 
   `frozen(params) -> bool tree` (a model's `frozen_params`) marks weights that get no update
   at all, weight decay included, as PyTorch skips parameters with requires_grad=False.
+  `encoder(params) -> bool tree` (a model's `encoder_params`) marks the pretrained weights
+  that `train.encoder_learning_rate`, when set, steps at instead of `learning_rate`.
   """
   lr = _lr_schedule(cfg, steps_per_epoch)
   wd = cfg.get("weight_decay", 0.0)
@@ -79,9 +82,26 @@ def make_optimizer(cfg, steps_per_epoch: int, frozen=None) -> optax.GradientTran
   if frozen is not None:
     labels = lambda params: jax.tree.map(lambda f: "frozen" if f else "trained", frozen(params))
     tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+  if cfg.get("encoder_learning_rate"):
+    if encoder is None:
+      raise ValueError("config.train.encoder_learning_rate is set, but the stage's model has no "
+                       "pretrained encoder to give it to; remove the setting from that stage")
+    tx = optax.chain(tx, _scale_encoder(encoder, cfg.encoder_learning_rate / cfg.learning_rate))
   if cfg.get("grad_accum_steps", 1) > 1:
     tx = optax.MultiSteps(tx, every_k_schedule=cfg.grad_accum_steps)
   return tx
+
+
+def _scale_encoder(encoder, ratio: float) -> optax.GradientTransformation:
+  """Multiplies the updates of the weights `encoder` marks by `ratio`: for Adam(W) and SGD
+  the same step as a PyTorch parameter group at ratio × the learning rate (decay included),
+  under the same schedule and the same global gradient clipping."""
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, e: u * ratio if e else u, updates, encoder(updates)), state
+
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
 
 
 def set_lr_scale(opt_state, value: float):

@@ -192,6 +192,51 @@ def test_classifier_trains_only_what_is_not_frozen():
   assert float(jnp.abs(grads["encoder"]["embed_positions"]["embedding"]).max()) == 0.0
 
 
+def test_encoder_learning_rate_steps_the_pretrained_encoder_at_its_own_rate():
+  """train.encoder_learning_rate: the encoder's weights move as under an optimizer at that
+  rate, the rest as at learning_rate (AdamW with decay, warm-up schedule, global clipping
+  that does cut, a frozen layer); a model without an encoder is refused."""
+  import ml_collections
+  import optax
+  from jaxser import trainer
+  model = whisper_classifier.WhisperClassifier(num_classes=3, preset="tiny-whisper",
+                                               freeze_layers=1, hidden=(16,))
+  x = jnp.asarray(np.random.default_rng(7).standard_normal((2, 40, 80)), jnp.float32)
+  length = jnp.asarray([40, 30])
+  params = model.init(jax.random.key(0), x, length)["params"]
+  grads = jax.grad(lambda p: model.apply({"params": p}, x, length)["logits"][:, 0].sum())(params)
+  assert float(optax.global_norm(grads)) > 0.5  # the clipping below acts
+
+  def step(**rates):
+    cfg = ml_collections.ConfigDict(dict(optimizer="adamw", weight_decay=0.1,
+                                         schedule="warmup_cosine", warmup_epochs=2, epochs=5,
+                                         grad_clip_norm=0.5, **rates))
+    tx = trainer.make_optimizer(cfg, 1, model.frozen_params, model.encoder_params)
+    state = tx.init(params)
+    for _ in range(3):  # past the warm-up's first step, where the rate is 0
+      updates, state = tx.update(grads, state, params)
+    return updates
+
+  mixed = step(learning_rate=1e-3, encoder_learning_rate=2e-5)
+  fast, slow = step(learning_rate=1e-3), step(learning_rate=2e-5)
+  encoder = model.encoder_params(params)
+  for (path, got), want_fast, want_slow, is_encoder in zip(
+      jax.tree_util.tree_leaves_with_path(mixed), jax.tree.leaves(fast), jax.tree.leaves(slow),
+      jax.tree.leaves(encoder)):
+    want = want_slow if is_encoder else want_fast
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-12,
+                               err_msg=jax.tree_util.keystr(path))
+  names = {jax.tree_util.keystr(p): e for p, e in jax.tree_util.tree_leaves_with_path(encoder)}
+  assert names["['encoder']['layers']['1']['fc1']['kernel']"]
+  assert not names["['classifier']['kernel']"] and not names["['layer_weights']"]
+  assert float(jnp.abs(mixed["encoder"]["layers"]["1"]["fc1"]["kernel"]).max()) > 0
+  assert float(jnp.abs(mixed["encoder"]["layers"]["0"]["fc1"]["kernel"]).max()) == 0  # frozen
+  cfg = ml_collections.ConfigDict(dict(optimizer="adam", learning_rate=1e-3, schedule="constant",
+                                       encoder_learning_rate=1e-5))
+  with pytest.raises(ValueError, match="encoder_learning_rate"):
+    trainer.make_optimizer(cfg, 1)
+
+
 def test_pooled_layers_head_picks_or_mixes_layers():
   x = jnp.asarray(np.random.default_rng(6).standard_normal((4, 3 * 8)), jnp.float32)
   one = whisper_classifier.FeatureHead(num_classes=2, num_layers=3, layer=1)

@@ -268,10 +268,13 @@ class EmoDistillWhisperStudent(WhisperClassifier):
   Encoder settings as `WhisperClassifier` (`checkpoint` / `preset`, `freeze_layers`: the
   convolutions and lowest k layers stay fixed, `mask_padding`, `remat`); `dropout` is the
   classifier's. `frontend`: "whisper_logmel" (waveform input) or "whisper_states" (the
-  state entering layer `freeze_layers`, cached once per clip by that input kind).
+  state entering layer `freeze_layers`, or states 0..k, cached once per clip by that input
+  kind). `layer`: None pools the last hidden state (the paper's); a layer, or -1 for a
+  learned mix of all (with `standardize_layers`), as `WhisperClassifier` pools.
   """
 
   frontend: str = "whisper_logmel"
+  layer: Optional[int] = None
   linguistic_dim: int = 256
   prosodic_dim: int = 128
   head_dim: int = 256
@@ -283,8 +286,9 @@ class EmoDistillWhisperStudent(WhisperClassifier):
       raise ValueError("emodistill_whisper_student: model.frontend must be 'whisper_logmel' "
                        f"(waveform input) or 'whisper_states', not {self.frontend!r}")
     states, frames = self.encode(x, length, train)
-    pooled = layers.masked_mean(states[:, -1], frames)
-    return student_heads(self, pooled, train)
+    if self.freeze_encoder:
+      states = jax.lax.stop_gradient(states)
+    return student_heads(self, self.pool(states, frames, train), train)
 
 
 # ----------------------------------------------------------------------------- loss glue

@@ -182,6 +182,21 @@ class WhisperClassifier(nn.Module):
     states, frames = self.encode(x, length, train)  # [B, S, T', D], [B]
     if self.freeze_encoder:
       states = jax.lax.stop_gradient(states)
+    pooled = self.pool(states, frames, train)
+    logits, h = classifier_head(pooled, self.num_classes, self.hidden, self.dropout, train)
+    chex.assert_shape(logits, (x.shape[0], self.num_classes))
+    result = {"logits": logits, "embedding": pooled}
+    if self.output_hidden_states:
+      result["hidden_states"] = states
+      result["frame_mask"] = jnp.arange(states.shape[2])[None, :] < frames[:, None]
+    return result
+
+  @nn.nowrap
+  def pool(self, states, frames, train: bool):
+    """[B, D]: layer `layer` of states [B, S, T', D] (or their learned mix, -1; the last
+    state, None) averaged over the valid frames; called from a compact `__call__`."""
+    if self.layer is None:
+      return layers_lib.masked_mean(states[:, -1], frames)
     first = self.encoder_config().encoder_layers + 1 - states.shape[1]  # states not given
     if first and self.layer < 0:
       raise ValueError("whisper_classifier: model.layer=-1 mixes every hidden state, but the "
@@ -199,16 +214,8 @@ class WhisperClassifier(nn.Module):
       means = nn.BatchNorm(use_running_average=not train, axis=(1, 2), momentum=0.9,
                            epsilon=1e-5, use_scale=False, use_bias=False,
                            name="layer_norm_stats")(means)
-      pooled = mix_layers(self, means, layer)
-    else:
-      pooled = layers_lib.masked_mean(mix_layers(self, states, layer), frames)
-    logits, h = classifier_head(pooled, self.num_classes, self.hidden, self.dropout, train)
-    chex.assert_shape(logits, (x.shape[0], self.num_classes))
-    result = {"logits": logits, "embedding": pooled}
-    if self.output_hidden_states:
-      result["hidden_states"] = states
-      result["frame_mask"] = jnp.arange(states.shape[2])[None, :] < frames[:, None]
-    return result
+      return mix_layers(self, means, layer)
+    return layers_lib.masked_mean(mix_layers(self, states, layer), frames)
 
   @nn.nowrap
   def frozen_params(self, params):
@@ -225,6 +232,11 @@ class WhisperClassifier(nn.Module):
       return keys[1] == "layers" and int(keys[2]) < self.freeze_layers
 
     return jax.tree_util.tree_map_with_path(frozen, params)
+
+  @nn.nowrap
+  def encoder_params(self, params):
+    """A bool per weight: the pretrained encoder's (what `train.encoder_learning_rate` steps)."""
+    return jax.tree_util.tree_map_with_path(lambda path, _: path[0].key == "encoder", params)
 
   @nn.nowrap
   def full_params(self, params):
