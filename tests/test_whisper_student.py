@@ -100,7 +100,7 @@ def test_emodistill_whisper_student_heads_and_frozen_layers():
   # test_whisper_states.py); here the same model on waveforms, every layer in the graph.
   assert config.stages.emodistill.model.frontend == "whisper_states"
   spec = dict(config.stages.emodistill.model, checkpoint="", preset="tiny-whisper",
-              num_hidden_layers=4, linguistic_dim=6, prosodic_dim=5, head_dim=8,
+              num_hidden_layers=6, linguistic_dim=6, prosodic_dim=5, head_dim=8,
               classifier_hidden=8, frontend="whisper_logmel")
   model = build_model(spec, 4)
   wave = jnp.asarray(np.stack([_wave(0.5), _wave(0.5, 1)]))
@@ -112,11 +112,16 @@ def test_emodistill_whisper_student_heads_and_frozen_layers():
   alone = model.apply(variables, wave[1:, :4800], jnp.array([4800]))
   np.testing.assert_allclose(out["logits"][1], alone["logits"][0], atol=1e-5)
   frozen = flatten_dict(model.frozen_params(variables["params"]))
-  assert config.stages.emodistill.model.freeze_layers == 3
+  assert config.stages.emodistill.model.freeze_layers == 5
   assert all(v for k, v in frozen.items() if k[:2] in (("encoder", "conv1"), ("encoder", "conv2")))
-  layer_frozen = {k[2]: v for k, v in frozen.items() if k[1] == "layers"}
-  assert layer_frozen == {"0": True, "1": True, "2": True, "3": False}
+  layer_frozen = {k[2]: v for k, v in frozen.items() if k[:2] == ("encoder", "layers")}
+  assert layer_frozen == {str(i): i < 5 for i in range(6)}
   assert not any(v for k, v in frozen.items() if k[0] != "encoder")
+  # A learned mix of the 7 hidden states; only the encoder steps at encoder_learning_rate.
+  assert variables["params"]["layer_weights"].shape == (7,)
+  encoder = flatten_dict(model.encoder_params(variables["params"]))
+  assert all(v == (k[0] == "encoder") for k, v in encoder.items())
+  assert config.stages.emodistill.train.encoder_learning_rate == 5e-5
 
 
 def test_a_checkpoint_first_read_inside_a_traced_init_loads(tmp_path):
