@@ -177,9 +177,11 @@ def emodistill_spec(quick: bool) -> Spec:
   # The HuBERT-shaped student (the paper's encoder family, and the row's figures so far) with
   # the config's heads, loss and teachers; the config itself now fine-tunes Whisper-base.
   model = {k: v for k, v in stage.model.to_dict().items()
-           if k not in ("checkpoint", "freeze_layers", "frontend")}
+           if k not in ("checkpoint", "freeze_layers", "frontend", "layer", "standardize_layers")}
   model.update(name="emodistill_student", preset="tiny-hubert" if quick else "small-hubert")
-  cfg = ml_collections.ConfigDict(dict(cfg.to_dict(), batch_size=32))
+  # One learning rate: the HuBERT twin has no pretrained encoder to give a second one.
+  cfg = ml_collections.ConfigDict({**{k: v for k, v in cfg.to_dict().items()
+                                      if k != "encoder_learning_rate"}, "batch_size": 32})
   lc = stage.loss_cfg
   teachers = {lc.linguistic: model["linguistic_dim"], lc.prosodic: model["prosodic_dim"]}
   return Spec(f"configs/emodistill_emodb.py emodistill ({model['preset']})", model, cfg,
