@@ -27,9 +27,9 @@ mix and heads at 1e-3 (`encoder_learning_rate`); batch 16, 20 epochs, best epoch
 validation UA, early stopping 6; no refit (a second fine-tune per stage).
 Why not the paper's pooling (the last hidden state, everything at 5e-5; the previous run
 below, student alone 69.96 % UA): on fold 0, heads on the frozen last state reach 68.6 %
-test UA and heads on the frozen mix 84.7 (likely: Whisper's top layers serve its decoder and emotion
-sits lower, as the teachers' probes found), and at 5e-5 fresh heads on frozen states barely
-learn in 20 epochs (46.2). Of the three layer-6 variants run on folds 0, 2 and 4 (heads at
+test UA and heads on the frozen mix 84.7 (likely: Whisper's top layers serve its decoder
+and emotion sits lower, as the teachers' probes found), and at 5e-5 fresh heads on frozen
+states barely learn in 20 epochs (46.2). Of the three layer-6 variants run on folds 0, 2 and 4 (heads at
 1e-3 or 3e-4, selection on validation loss or UA) this one had the best validation UA (89.2
 mean); test UA was visible to that choice too (scratch runs; issue 21's note).
 Prosodic teacher: ProsodicResNet on eGeMAPS LLDs standardised per speaker (each speaker's own
