@@ -29,9 +29,10 @@ Why not the paper's pooling (the last hidden state, everything at 5e-5; the prev
 below, student alone 69.96 % UA): on fold 0, heads on the frozen last state reach 68.6 %
 test UA and heads on the frozen mix 84.7 (likely: Whisper's top layers serve its decoder
 and emotion sits lower, as the teachers' probes found), and at 5e-5 fresh heads on frozen
-states barely learn in 20 epochs (46.2). Of the three layer-6 variants run on folds 0, 2 and 4 (heads at
-1e-3 or 3e-4, selection on validation loss or UA) this one had the best validation UA (89.2
-mean); test UA was visible to that choice too (scratch runs; issue 21's note).
+states barely learn in 20 epochs (46.2). Of the three layer-6 variants run on folds 0, 2
+and 4 (heads at 1e-3 or 3e-4, selection on validation loss or UA) this one had the best
+validation UA (89.2 mean); test UA was visible to that choice too (scratch runs; issue 21's
+note).
 Prosodic teacher: ProsodicResNet on eGeMAPS LLDs standardised per speaker (each speaker's own
 statistics, the test speaker's unlabelled audio included: transductive, in the protocol line),
 Adam 1e-3, weight decay 1e-4, dropout 0.3, best epoch by validation loss, early stopping 15,
