@@ -148,11 +148,13 @@ def _on_host_batches(jitted, mesh):
   return call
 
 
-def make_train_step(model: nn.Module, tx, loss_fn: LossFn, loss_cfg, mesh,
-                    teacher_fn: Callable = default_teacher_fn, steps_per_epoch: int = 1):
+def make_train_step(model: nn.Module, tx, loss_fn: LossFn, loss_cfg, mesh, *,
+                    steps_per_epoch: int, teacher_fn: Callable = default_teacher_fn):
   """`(state, host_batch) -> (state, metrics)`, jitted with the batch split on the `data` axis
   and the state replicated; the old state's buffers are donated. The loss sees the epoch
   being trained as `batch["epoch"]` (state.step // steps_per_epoch)."""
+  if steps_per_epoch < 1:
+    raise ValueError(f"make_train_step: steps_per_epoch={steps_per_epoch}; must be >= 1")
 
   def step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -161,7 +163,7 @@ def make_train_step(model: nn.Module, tx, loss_fn: LossFn, loss_cfg, mesh,
       out, updates = model.apply(_variables(params, state.batch_stats), batch["x"],
                                  batch["length"], **batch.get("fields", {}), train=True,
                                  rngs={"dropout": rng}, mutable=["batch_stats"])
-      epoch = state.step // max(steps_per_epoch, 1)
+      epoch = state.step // steps_per_epoch
       loss, metrics = loss_fn(out, teacher_fn(batch), {**batch, "epoch": epoch}, loss_cfg)
       return loss, (metrics, updates)
 

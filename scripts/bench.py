@@ -245,7 +245,8 @@ def build_jax(spec: Spec, mesh, batch: dict):
   tx = trainer.make_optimizer(spec.train_cfg, STEPS_PER_EPOCH,
                               getattr(model, "frozen_params", None))
   loss_fn = getattr(importlib.import_module(f"jaxser.methods.{spec.method}"), spec.loss)
-  step = trainer.make_train_step(model, tx, loss_fn, spec.loss_cfg, mesh)
+  step = trainer.make_train_step(model, tx, loss_fn, spec.loss_cfg, mesh,
+                                 steps_per_epoch=STEPS_PER_EPOCH)
   state = sharding.put_replicated(trainer.create_state(
       model, {"x": batch["x"][:1], "length": batch["length"][:1]}, tx, jax.random.PRNGKey(0)),
       mesh)

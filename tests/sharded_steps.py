@@ -44,7 +44,7 @@ def build(rng):
   train = batches(rng)
   state = trainer.create_state(model, train[0], tx, jax.random.PRNGKey(0))
   state = sharding.put_replicated(state, mesh)
-  step = trainer.make_train_step(model, tx, litecnn_kd.kd, loss_cfg, mesh)
+  step = trainer.make_train_step(model, tx, litecnn_kd.kd, loss_cfg, mesh, steps_per_epoch=10)
   return model, mesh, state, step, train
 
 
