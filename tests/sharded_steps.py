@@ -40,11 +40,11 @@ def build(rng):
                                        schedule="constant", epochs=1))
   loss_cfg = ml_collections.ConfigDict(dict(teacher="t", alpha=0.5, temperature=2.0))
   mesh = sharding.make_mesh()
-  tx = trainer.make_optimizer(cfg, 10)
+  tx = trainer.make_optimizer(cfg, STEPS)  # one epoch of STEPS batches
   train = batches(rng)
   state = trainer.create_state(model, train[0], tx, jax.random.PRNGKey(0))
   state = sharding.put_replicated(state, mesh)
-  step = trainer.make_train_step(model, tx, litecnn_kd.kd, loss_cfg, mesh, steps_per_epoch=10)
+  step = trainer.make_train_step(model, tx, litecnn_kd.kd, loss_cfg, mesh, steps_per_epoch=STEPS)
   return model, mesh, state, step, train
 
 
