@@ -212,6 +212,10 @@ class Experiment:
           f"(best epoch {result['best_epoch'] + 1}, {result['seconds']} s)")
     return result
 
+  def finished_result(self, name: str, fold) -> dict | None:
+    """Stage `name`'s recorded result in `fold` when it is of this config, else None."""
+    return self._done(name, os.path.join(self.workdir, fold.name, name, "result.json"))
+
   def _cache_path(self, fold, name) -> str:
     return os.path.join(self.workdir, fold.name, "cache", name)
 

@@ -42,6 +42,12 @@ _FOLDS = flags.DEFINE_string(
     "report.folds_3-9.{json,md}, covers them. Several independent runs (no "
     "--coordinator_address) may share one --workdir with different --folds (e.g. one per "
     "accelerator or core); a last run without --folds finds every fold done and reports all.")
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Train nothing: write the report of the folds (of --folds, or all) "
+    "whose every stage has a result in --workdir, e.g. to read a long run while it goes (no "
+    "fold locks are taken). Folds with stages still to run are named and left out; the "
+    "report is report.folds_<finished>.{json,md} until every fold is done. Add "
+    "--config.report.latency_repeats=0 to skip timing the models while a run shares the cores.")
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory: resolved config, TensorBoard logs, per-fold checkpoints "
     "and teacher caches, report.{json,md} (config.report.file names them). Default: "
@@ -181,16 +187,22 @@ def folds_label(indices) -> str:
 
 
 def run(config, workdir: str, folds_to_run: str | None = None,
-        make_parents: bool = False, skip_bad_files: bool = False) -> dict | None:
+        make_parents: bool = False, skip_bad_files: bool = False,
+        report_only: bool = False) -> dict | None:
   """Runs every fold (or those of `folds_to_run`, a --folds value) and stage of `config`
   under `workdir` (its parents made when `make_parents`) and writes the report; returns it
   (None on processes other than 0, which write nothing). `skip_bad_files` leaves out the
-  corpus's unusable audio files instead of stopping on them."""
+  corpus's unusable audio files instead of stopping on them. `report_only` trains nothing
+  and reports the folds whose stages all have results (`finished_folds`)."""
   from jaxser import distributed, experiment, inference, locks, profile, report, sharding
   from jaxser.data import folds as folds_lib
   from jaxser.data.registry import load_corpus
+  from jaxser.errors import UserError
 
   report.compare_pairs(config)  # a bad report setting fails now, not after training
+  if report_only and not os.path.exists(os.path.join(workdir, "config.json")):
+    raise UserError(f"--report_only: --workdir {workdir} holds no run (no config.json); "
+                    "check --workdir, or run without --report_only first")
   prepare_workdir(workdir, config, make_parents)
   start = time.time()
   mesh = sharding.make_mesh()
@@ -205,14 +217,19 @@ def run(config, workdir: str, folds_to_run: str | None = None,
   method = importlib.import_module(f"jaxser.methods.{config.method}")
   runner = experiment.Experiment(config, corpus, method, mesh, workdir)  # checks every stage
   mine = {k: f for k, f in enumerate(folds) if picked is None or k in picked}
+  if report_only:
+    results = finished_folds(runner, config.stage_order, mine, workdir)
+    mine = {k: f for k, f in mine.items() if f.name in results}
   # Process 0 alone locks: the others of a multi-process run work on the same folds with it.
+  # A report-only run writes nothing in the fold directories: it leaves them to their runs.
   with locks.fold_locks(workdir, [f.name for f in mine.values()],
-                        enabled=distributed.is_main()):
-    results = {}
-    for k, fold in mine.items():
-      results[fold.name] = {}
-      for stage in config.stage_order:
-        results[fold.name][stage] = runner.run_stage(stage, fold, k)
+                        enabled=distributed.is_main() and not report_only):
+    if not report_only:
+      results = {}
+      for k, fold in mine.items():
+        results[fold.name] = {}
+        for stage in config.stage_order:
+          results[fold.name][stage] = runner.run_stage(stage, fold, k)
     seconds = time.time() - start
     if not distributed.is_main():  # process 0 measures and writes the report
       return None
@@ -228,6 +245,24 @@ def run(config, workdir: str, folds_to_run: str | None = None,
                        efficiency=efficiency, stem=stem)
   print(report.summary(rep))
   return rep
+
+
+def finished_folds(runner, stages, folds: dict, workdir: str) -> dict:
+  """{fold name: {stage: result}} of the `folds` ({index: fold}) whose every stage has a
+  result of this config; names the others on stdout; UserError when none has."""
+  from jaxser.errors import UserError
+  results = {}
+  for fold in folds.values():
+    got = {s: runner.finished_result(s, fold) for s in stages}
+    missing = [s for s, r in got.items() if r is None]
+    if missing:
+      print(f"{fold.name}: left out of the report, still to run: {', '.join(missing)}")
+    else:
+      results[fold.name] = got
+  if not results:
+    raise UserError(f"--report_only: no fold of --workdir {workdir} has a result for every "
+                    f"stage ({', '.join(stages)}) yet; nothing to report")
+  return results
 
 
 def _config_file(argv) -> str | None:
@@ -294,7 +329,7 @@ def main(argv):
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                            _DISTRIBUTED.value)  # before anything touches a device
     run(config, workdir, _FOLDS.value, make_parents=_WORKDIR.value is None,
-        skip_bad_files=_SKIP_BAD_FILES.value)
+        skip_bad_files=_SKIP_BAD_FILES.value, report_only=_REPORT_ONLY.value)
   except (UserError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -142,6 +142,29 @@ def test_folds_run_separately_then_report_together(tmp_path, capsys):
   assert os.path.exists(os.path.join(workdir, "report.folds_1_confusion_student_kd.png"))
 
 
+def test_report_only_reports_finished_folds_while_a_run_holds_them(tmp_path, capsys):
+  from jaxser import locks
+  config = tiny_quickstart(epochs=1)
+  config.protocol.max_folds = 2
+  config.report.latency_repeats = 0
+  workdir = str(tmp_path / "run")
+  with pytest.raises(UserError, match="holds no run"):
+    train.run(config, workdir, report_only=True)
+  part = train.run(config, workdir, "1")
+  os.remove(os.path.join(workdir, "report.folds_1.json"))
+  capsys.readouterr()
+  # Another process holds fold_1 (as a fold job of scripts/run_folds.sh would).
+  with locks.fold_locks(workdir, ["fold_1"]):
+    rep = train.run(config, workdir, report_only=True)
+  out = capsys.readouterr().out
+  assert "fold_0: left out of the report, still to run: teacher, student_alone, student_kd" in out
+  assert "epoch" not in out and not os.path.exists(os.path.join(workdir, "fold_0"))
+  assert rep["per_fold"] == part["per_fold"]
+  assert json.load(open(os.path.join(workdir, "report.folds_1.json")))["per_fold"] == rep["per_fold"]
+  with pytest.raises(UserError, match="no fold .* has a result for every stage"):
+    train.run(config, workdir, "0", report_only=True)
+
+
 def test_folds_label_names_runs_of_folds():
   assert train.folds_label([5, 0, 1, 2]) == "0-2_5"
   assert train.folds_label([3]) == "3"
