@@ -217,19 +217,16 @@ def run(config, workdir: str, folds_to_run: str | None = None,
   method = importlib.import_module(f"jaxser.methods.{config.method}")
   runner = experiment.Experiment(config, corpus, method, mesh, workdir)  # checks every stage
   mine = {k: f for k, f in enumerate(folds) if picked is None or k in picked}
-  if report_only:
-    results = finished_folds(runner, config.stage_order, mine, workdir)
-    mine = {k: f for k, f in mine.items() if f.name in results}
   # Process 0 alone locks: the others of a multi-process run work on the same folds with it.
   # A report-only run writes nothing in the fold directories: it leaves them to their runs.
   with locks.fold_locks(workdir, [f.name for f in mine.values()],
                         enabled=distributed.is_main() and not report_only):
-    if not report_only:
-      results = {}
-      for k, fold in mine.items():
-        results[fold.name] = {}
-        for stage in config.stage_order:
-          results[fold.name][stage] = runner.run_stage(stage, fold, k)
+    if report_only:
+      results = finished_folds(runner, config.stage_order, mine, workdir)
+      mine = {k: f for k, f in mine.items() if f.name in results}
+    else:
+      results = {fold.name: {stage: runner.run_stage(stage, fold, k)
+                             for stage in config.stage_order} for k, fold in mine.items()}
     seconds = time.time() - start
     if not distributed.is_main():  # process 0 measures and writes the report
       return None
