@@ -334,11 +334,18 @@ def _train_epoch(state, train_step, dataset, steps: int, desc: str):
   """One pass of `train_step` over `dataset` (a progress bar on process 0): (state, the
   mean of each step metric)."""
   step_metrics = []
-  bar = tqdm(dataset.as_numpy_iterator(), total=steps, leave=False, desc=desc,
-             disable=not distributed.is_main())
-  for batch in bar:
+  bar = tqdm(total=steps, leave=False, desc=desc, disable=not distributed.is_main())
+  for batch in dataset.as_numpy_iterator():
     state, m = train_step(state, batch)
+    # Dispatch is asynchronous: the bar counts a step once its outputs exist, one step
+    # behind the newest, so its rate is the real one and the device never waits on it.
+    if step_metrics:
+      jax.block_until_ready(step_metrics[-1])
+      bar.update()
     step_metrics.append(m)
+  if step_metrics:
+    jax.block_until_ready(step_metrics[-1])
+    bar.update()
   bar.close()
   return state, {k: float(np.mean([float(s[k]) for s in jax.device_get(step_metrics)]))
                  for k in step_metrics[0]}

@@ -460,3 +460,41 @@ def test_refit_trains_on_training_and_validation_examples(tmp_path):
   assert result["refit"]["epochs"] == result["best_epoch"] + 1
   assert result["refit"]["examples"] == len(fold.train) + len(fold.valid)
   assert (workdir / "fold_0" / "teacher" / "checkpoints_refit").is_dir()
+
+
+def test_the_progress_bar_counts_steps_whose_outputs_exist(monkeypatch):
+  """A step counts once its outputs are computed, one step behind the newest dispatch."""
+  import jax
+  import tensorflow as tf
+  from jaxser import trainer
+
+  events = []
+  ready = jax.block_until_ready
+
+  def block(tree):
+    events.append(("ready", int(tree["step"])))
+    return ready(tree)
+
+  class Bar:
+    def __init__(self, total, **_):
+      self.n, self.total = 0, total
+
+    def update(self, n=1):
+      self.n += n
+      events.append(("bar", self.n))
+
+    def close(self):
+      events.append(("close", self.n))
+
+  def train_step(state, batch):
+    events.append(("dispatch", state))
+    return state + 1, {"step": jax.numpy.asarray(state), "loss": jax.numpy.asarray(batch["x"]).mean()}
+
+  monkeypatch.setattr(trainer.jax, "block_until_ready", block)
+  monkeypatch.setattr(trainer, "tqdm", Bar)
+  data = tf.data.Dataset.from_tensor_slices({"x": np.arange(6, dtype=np.float32)}).batch(2)
+  state, m = trainer._train_epoch(0, train_step, data, 3, "test")
+  assert state == 3 and m["loss"] == pytest.approx(np.mean([0.5, 2.5, 4.5]))
+  assert events == [("dispatch", 0), ("dispatch", 1), ("ready", 0), ("bar", 1),
+                    ("dispatch", 2), ("ready", 1), ("bar", 2), ("ready", 2), ("bar", 3),
+                    ("close", 3)]
