@@ -71,3 +71,14 @@ def test_config_selects_and_monitors_validation_metrics_the_trainer_logs(spec):
   config = load_config_file(os.path.join(ROOT, "configs", f"{name}.py") + sep + variant)
   for stage in config.stages:
     trainer.check_monitors(stage_plan.resolve_stage_train(config, stage))
+
+
+@pytest.mark.parametrize("spec", _specs(CONFIGS) + _specs(LEAD_EDITED))
+def test_config_report_compares_only_stages_it_runs(spec):
+  # The report leaves out a pair whose stage the run has not (a --config.stage_order subset),
+  # so a variant whose own pairs name stages it does not run would lose its paired table.
+  name, sep, variant = spec.partition(":")
+  config = load_config_file(os.path.join(ROOT, "configs", f"{name}.py") + sep + variant)
+  runs = set(config.stage_order)
+  for pair in config.report.get("compare", ()):
+    assert set(pair) <= runs, (spec, pair, sorted(runs))
