@@ -26,11 +26,16 @@ CONFIGS, LEAD_EDITED, SAME_AS = PINNED["configs"], PINNED["lead_edited"], PINNED
 CURRENT = PINNED["current"]
 
 
+def load_spec(spec: str):
+  """The config of configs/<spec> (`name` or `name:variant`)."""
+  name, sep, variant = spec.partition(":")
+  return load_config_file(os.path.join(ROOT, "configs", f"{name}.py") + sep + variant)
+
+
 def stage_hashes(spec: str, with_location: bool = False, manual_dir: str | None = None) -> dict:
   """{stage: hash} of every stage of configs/<spec> (`name` or `name:variant`); with the
   corpus location (at /work/shared/data/emodb for EmoDB) when `with_location`."""
-  name, sep, variant = spec.partition(":")
-  config = load_config_file(os.path.join(ROOT, "configs", f"{name}.py") + sep + variant)
+  config = load_spec(spec)
   if with_location and config.corpus.name == "emodb":  # default: an absolute path of the checkout
     config.corpus.manual_dir = "/work/shared/data/emodb"
   if manual_dir is not None:
@@ -67,8 +72,7 @@ def test_lead_edited_config_keeps_its_located_stage_hashes(spec):
 
 @pytest.mark.parametrize("spec", _specs(CONFIGS) + _specs(LEAD_EDITED))
 def test_config_selects_and_monitors_validation_metrics_the_trainer_logs(spec):
-  name, sep, variant = spec.partition(":")
-  config = load_config_file(os.path.join(ROOT, "configs", f"{name}.py") + sep + variant)
+  config = load_spec(spec)
   for stage in config.stages:
     trainer.check_monitors(stage_plan.resolve_stage_train(config, stage))
 
@@ -77,8 +81,7 @@ def test_config_selects_and_monitors_validation_metrics_the_trainer_logs(spec):
 def test_config_report_compares_only_stages_it_runs(spec):
   # The report leaves out a pair whose stage the run has not (a --config.stage_order subset),
   # so a variant whose own pairs name stages it does not run would lose its paired table.
-  name, sep, variant = spec.partition(":")
-  config = load_config_file(os.path.join(ROOT, "configs", f"{name}.py") + sep + variant)
+  config = load_spec(spec)
   runs = set(config.stage_order)
   for pair in config.report.get("compare", ()):
     assert set(pair) <= runs, (spec, pair, sorted(runs))
