@@ -142,6 +142,23 @@ def test_dkdfmh_run_trains_on_segments_and_scores_utterances(tmp_path):
   assert not any(i.startswith(f"{fold.test[0]}/seg") for i in ids)  # no test training segments
 
 
+def test_a_distilled_stage_on_segments_refits_on_the_validation_speakers_too(tmp_path):
+  """`train.refit` of a KD stage trains on the validation utterances' training segments, so
+  the teacher's cache holds them."""
+  config = tiny_dkdfmh()
+  config.train.refit = True
+  workdir = str(tmp_path / "run")
+  train.run(config, workdir)
+  corpus = synthetic.build({k: v for k, v in config.corpus.items() if k != "name"})
+  fold = make_folds(corpus.utterances, "speaker_kfold", config.seed, num_folds=4,
+                    valid_speakers=1)[0]
+  ids = set(teacher_cache.read(os.path.join(workdir, fold.name, "cache", "cnn_mha")).ids.tolist())
+  assert any(i.startswith(f"{fold.valid[0]}/seg") for i in ids)
+  with open(os.path.join(workdir, fold.name, "dkd", "result.json")) as f:
+    refit = json.load(f)["refit"]
+  assert refit["examples"] > len(fold.train) + len(fold.valid)  # segments, several each
+
+
 def test_dkd_losses_are_ce_plus_the_configured_terms():
   import jax.numpy as jnp
   from jaxser import losses

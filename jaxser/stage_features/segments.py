@@ -22,7 +22,9 @@ def groups(inputs, utt_ids):
 
 def cache_ids(inputs, fold, train_ids) -> list:
   """Every example of `fold` a later stage may ask a teacher for: the training examples
-  `train_ids` (training segments) and every utterance's evaluation examples."""
+  `train_ids` (training segments), the validation utterances' training examples (a stage
+  with `train.refit` trains on them) and every utterance's evaluation examples."""
   utts = list(fold.train) + list(fold.valid) + list(fold.test)
   return list(dict.fromkeys(train_ids.tolist()
+                            + inputs.example_ids(fold.valid, train=True).tolist()
                             + inputs.example_ids(utts, train=False).tolist()))
