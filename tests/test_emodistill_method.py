@@ -114,7 +114,9 @@ def test_iemocap_config_dry_run_runs_every_stage(tmp_path):
     ("ablation", ("student_alone", "emodistill", "no_logits", "no_embeddings", "no_linguistic",
                   "no_prosodic")),
     ("tau_l_sweep", ("tau_l_1", "tau_l_2", "tau_l_3", "tau_l_4", "emodistill", "tau_l_8")),
-    ("tau_p_sweep", ("tau_p_0p25", "emodistill", "tau_p_1", "tau_p_2", "tau_p_4"))])
+    ("tau_p_sweep", ("tau_p_0p25", "emodistill", "tau_p_1", "tau_p_2", "tau_p_4")),
+    ("refit", ("student_alone_refit", "emodistill_refit", "no_logits_refit",
+               "no_embeddings_refit", "no_linguistic_refit", "no_prosodic_refit"))])
 def test_emodb_config_rows(variant, students):
   c = load_config(f"emodistill_emodb:{variant}")
   assert c.stage_order == ("prosodic", "linguistic") + students
@@ -129,11 +131,19 @@ def test_emodb_config_rows(variant, students):
     assert c.stages.student_alone.loss == "ce"
   elif variant == "tau_l_sweep":
     assert [c.stages[s].loss_cfg.tau_l for s in students] == [1, 2, 3, 4, 5, 8]
+  elif variant == "refit":
+    # Table 2's rows as they are, refit; the rows of the ablation are not.
+    for s in students:
+      row = s.removesuffix("_refit")
+      assert c.stages[s].train.refit and "refit" not in c.stages[row].train
+      assert {k: v for k, v in c.stages[s].items() if k != "train"} == \
+          {k: v for k, v in c.stages[row].items() if k != "train"}
+    assert c.report.compare[0] == ("emodistill_refit", "student_alone_refit")
   else:
     assert [c.stages[s].loss_cfg.tau_p for s in students] == [0.25, 0.5, 1, 2, 4]
-  # Every variant holds every stage (13 students and 2 teachers), so they can share a run
+  # Every variant holds every stage (19 students and 2 teachers), so they can share a run
   # directory; each names its own report.
-  assert len(c.stages) == 2 + 6 + 5 + 4
+  assert len(c.stages) == 2 + 6 + 5 + 4 + 6
   assert c.report.file == ("report" if variant == "ablation" else f"report_{variant}")
 
 
