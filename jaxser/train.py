@@ -85,11 +85,13 @@ def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
   checks it); refuses to mix two configs in one run dir.
 
   Only settings that change no stage's result may differ: `stage_order`, `report`,
-  `name`, and `corpus.manual_dir` (`config_utils.LOCATIONS`; the corpus is compared by
-  `check_corpus`). Results are kept per stage (and checked by stage hash), so a run may train
-  some stages first and the rest later, and a config's variants (stage subsets with their own
-  report, e.g. an ablation and a sweep) may share one directory and its teachers. The record
-  keeps its first free settings and gains later runs' new stages at the end of `stage_order`.
+  `name`, `corpus.manual_dir` (`config_utils.LOCATIONS`; the corpus is compared by
+  `check_corpus`), and which stages `stages` defines (a stage both define must be the same).
+  Results are kept per stage (and checked by stage hash), so a run may train some stages
+  first and the rest later, a config's variants (stage subsets with their own report, e.g. an
+  ablation and a sweep) may share one directory and its teachers, and a config may gain
+  stages. The record keeps its first free settings and gains later runs' new stages (in
+  `stages`, and at the end of `stage_order`).
   """
   from jaxser import distributed, io_utils
   from jaxser.config_utils import to_dict, without_locations
@@ -111,8 +113,11 @@ def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
   if os.path.exists(path):
     recorded = io_utils.read_json(path)
     previous, current = without_locations(recorded), without_locations(resolved)
-    changed = sorted(k for k in (set(previous) | set(current)) - _FREE_SETTINGS
+    changed = sorted(k for k in (set(previous) | set(current)) - _FREE_SETTINGS - {"stages"}
                      if previous.get(k) != current.get(k))
+    old_stages, new_stages = previous.get("stages", {}), current.get("stages", {})
+    changed += sorted(f"stages.{s}" for s in set(old_stages) & set(new_stages)
+                      if old_stages[s] != new_stages[s])
     if changed:
       raise UserError(f"--workdir {workdir} holds a run with a different config (settings that "
                        f"differ: {changed}); use a new --workdir, or delete {path} to reuse it")
@@ -120,9 +125,12 @@ def prepare_workdir(workdir: str, config, make_parents: bool = False) -> None:
     # clone or as another variant); it only gains the stages this run adds.
     order = list(recorded["stage_order"])
     added = [s for s in resolved["stage_order"] if s not in order]
-    if not added:
+    defined = {s: resolved["stages"][s] for s in resolved.get("stages", {})
+               if s not in recorded.get("stages", {})}
+    if not added and not defined:
       return
-    resolved = {**recorded, "stage_order": order + added}
+    resolved = {**recorded, "stage_order": order + added,
+                "stages": {**recorded.get("stages", {}), **defined}}
   if distributed.is_main():
     io_utils.write_json(path, resolved)
 

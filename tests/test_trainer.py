@@ -247,6 +247,25 @@ def test_the_recorded_stage_order_gains_the_stages_later_runs_add(tmp_path):
   assert recorded["stage_order"] == [order[-1]] + order[:-1]
 
 
+def test_a_config_that_gains_stages_keeps_its_run_directory(tmp_path):
+  """New stages (a config's new variant) join the record; a stage both define must match."""
+  config = tiny_quickstart()
+  train.prepare_workdir(str(tmp_path), config)
+  more = tiny_quickstart()
+  with more.stages.unlocked():
+    more.stages.student_kd_long = more.stages.student_kd.to_dict()
+  more.stages.student_kd_long.train.epochs = 9
+  more.stage_order = ("teacher", "student_kd_long")
+  train.prepare_workdir(str(tmp_path), more)
+  recorded = json.loads((tmp_path / "config.json").read_text())
+  assert recorded["stage_order"] == list(config.stage_order) + ["student_kd_long"]
+  assert recorded["stages"]["student_kd_long"]["train"]["epochs"] == 9
+  train.prepare_workdir(str(tmp_path), config)  # the first config still fits the record
+  config.stages.student_kd.loss_cfg.alpha = 0.25
+  with pytest.raises(UserError, match=r"different config .*'stages.student_kd'"):
+    train.prepare_workdir(str(tmp_path), config)
+
+
 def test_a_run_directory_moves_with_its_checkout_but_not_to_another_corpus(tmp_path):
   """A clone elsewhere resolves corpus.manual_dir to its own path: the committed results/
   run directories must still accept it; any other corpus setting must not."""
