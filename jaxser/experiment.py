@@ -295,8 +295,11 @@ class Experiment:
       best, best_meta = ckpts.restore_best(state)
       refit = None
       if run.plan.train.get("refit", False):
+        # What the refit brings, on one initialisation: the selected model's test metrics.
+        selected = self._evaluate(run, best, run.fold.test)["metrics"]
         best, refit = self._refit(run, best_meta["epoch"] + 1, StageCheckpoints(
             os.path.join(stage_dir, "checkpoints_refit"), run.plan.hash))
+        refit["selected_test"] = {m: selected[m] for m in ("ua", "wa")}
     finally:
       ckpts.close()
       writer.close()

@@ -478,6 +478,11 @@ def test_refit_trains_on_training_and_validation_examples(tmp_path):
                               **protocol)[0]
   assert result["refit"]["epochs"] == result["best_epoch"] + 1
   assert result["refit"]["examples"] == len(fold.train) + len(fold.valid)
+  # The model before the refit: the same stage's tested model when it is not refit.
+  config.train.refit = False
+  train.run(config, str(tmp_path / "no_refit"))
+  plain = io_utils.read_json(tmp_path / "no_refit" / "fold_0" / "teacher" / "result.json")
+  assert result["refit"]["selected_test"] == {m: plain["test"][m] for m in ("ua", "wa")}
   assert (workdir / "fold_0" / "teacher" / "checkpoints_refit").is_dir()
 
 
