@@ -196,6 +196,16 @@ def stage_summary(results, folds, stage: str, class_names) -> dict:
                                            for f in folds)[0],
         "best_epoch": metrics_lib.mean_std(results[f.name][stage]["best_epoch"] + 1
                                            for f in folds)[0]}
+  before = [(results[f.name][stage].get("refit") or {}).get("selected_test") for f in folds]
+  if all(before):  # refit stages (those written since refit.selected_test was recorded)
+    summary["refit"] = {}
+    for m in ("ua", "wa"):
+      gains = [r[m] - b[m] for r, b in zip(rows, before)]
+      mean, std = metrics_lib.mean_std(gains)
+      summary["refit"][m] = {"before": metrics_lib.mean_std(b[m] for b in before)[0],
+                             "gain": {"mean": mean, "std": std,
+                                      "better": int(sum(g > 0 for g in gains)),
+                                      **paired_tests(gains)}}
   summary["params"] = results[folds[0].name][stage]["params"]
   return summary
 
@@ -445,6 +455,30 @@ def _fit_lines(rep) -> list[str]:
   return lines
 
 
+def _refit_lines(rep) -> list[str]:
+  """What the refit changed in each refit stage: the chosen checkpoint's test UA / WA before
+  it, paired over folds with the tested (refit) model's."""
+  stages = [s for s in rep["stages"] if "refit" in rep["summary"][s]]
+  if not stages:
+    return []
+  lines = ["", "## Refit, mean over folds (%)", "",
+           "Test metrics of the checkpoint validation chose (trained on the training speakers) "
+           "and of the tested model, refit on the training + validation speakers for that many "
+           "epochs; the gain is paired over folds (two-sided tests against 0).", "",
+           "| stage | UA before | UA refit | UA gain | folds better | p (t) | p (Wilcoxon) | "
+           "WA before | WA refit | WA gain |", "|---|" + "---:|" * 9]
+  for stage in stages:
+    s = rep["summary"][stage]
+    ua, wa = s["refit"]["ua"], s["refit"]["wa"]
+    lines.append(
+        f"| {stage} | {100 * ua['before']:.2f} | {100 * s['ua']['mean']:.2f} | "
+        f"{100 * ua['gain']['mean']:+.2f} ± {100 * ua['gain']['std']:.2f} | "
+        f"{ua['gain']['better']}/{rep['protocol']['folds']} | {_number(ua['gain']['p_t'])} | "
+        f"{_number(ua['gain']['p_wilcoxon'])} | {100 * wa['before']:.2f} | "
+        f"{100 * s['wa']['mean']:.2f} | {100 * wa['gain']['mean']:+.2f} |")
+  return lines
+
+
 def _recall_lines(rep) -> list[str]:
   """Per-class recall of every stage, all folds pooled (the confusion matrices' diagonals)."""
   if not all("recall" in rep["summary"][s] for s in rep["stages"]):
@@ -485,6 +519,7 @@ def markdown(rep) -> str:
                  + " | ".join(_pm(s[m]) for m in metrics_lib.NAMES) + " |")
   lines += _recall_lines(rep)
   lines += _fit_lines(rep)
+  lines += _refit_lines(rep)
   lines += _compare_lines(rep)
   lines += _efficiency_lines(rep)
   lines += _noise_lines(rep)

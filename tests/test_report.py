@@ -7,6 +7,7 @@ import json
 import ml_collections
 import numpy as np
 import pytest
+from scipy import stats
 
 from jaxser import report
 from jaxser.data.corpus import Corpus, Utterance
@@ -205,6 +206,30 @@ def test_fit_table_from_train_fit_and_validation_loss(tmp_path):
   del results["fold_1"]["student_kd"]["train_fit"]  # an older result: no row for that stage
   rep = report.write(str(tmp_path), _config(), corpus, folds, results)
   assert "fit" not in rep["summary"]["student_kd"] and "fit" in rep["summary"]["teacher"]
+
+
+def test_refit_table_pairs_the_chosen_checkpoint_with_the_refit_model(tmp_path):
+  corpus, folds, results = _inputs()
+  # student_kd's tested (refit) UA is 0.50 / 0.60 / 0.70; the chosen checkpoint's before it:
+  for fold, before in zip(SCORES, (0.45, 0.60, 0.55)):
+    results[fold]["student_kd"]["refit"] = {"epochs": 3, "selected_test": {"ua": before,
+                                                                           "wa": 0.5}}
+  rep = report.write(str(tmp_path), _config(), corpus, folds, results)
+  refit = rep["summary"]["student_kd"]["refit"]["ua"]
+  assert refit["before"] == pytest.approx(1.6 / 3)
+  gains = np.asarray([0.05, 0.0, 0.15])
+  assert refit["gain"]["mean"] == pytest.approx(gains.mean())
+  assert refit["gain"]["std"] == pytest.approx(gains.std())
+  assert refit["gain"]["better"] == 2
+  assert refit["gain"]["p_t"] == pytest.approx(stats.ttest_1samp(gains, 0.0).pvalue)
+  assert "refit" not in rep["summary"]["teacher"]
+  md = (tmp_path / "report.md").read_text()
+  assert "| student_kd | 53.33 | 60.00 | +6.67 ± 6.24 | 2/3 |" in md
+  assert "| teacher |" not in md.split("## Refit")[1].split("##")[0]
+  # A fold without the record (a result from before it): no refit row.
+  del results["fold_1"]["student_kd"]["refit"]
+  assert "refit" not in report.write(str(tmp_path), _config(), corpus, folds,
+                                     results)["summary"]["student_kd"]
 
 
 def test_noisy_grid_paired_differences_per_snr(tmp_path):
