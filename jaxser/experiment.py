@@ -307,7 +307,8 @@ class Experiment:
 
   def _refit(self, run, epochs, ckpts):
     """(state, info): the stage trained afresh on its training and validation examples for the
-    `epochs` chosen on validation (`config.train.refit`), the schedule as in the selection run.
+    `epochs` chosen on validation (`config.train.refit`), with the selection run's settings;
+    a `warmup_cosine` schedule spans the refit's epochs (it reaches 0 on the last).
 
     The validation speakers then train too, so the epoch is fixed, not chosen again: the
     last one is kept (no plateau or early stopping). Resumable from its own checkpoints.
