@@ -99,7 +99,7 @@ def _teachers(text_checkpoint: str, max_seconds: float, max_tokens: int, changes
 
 def _students(student_model: dict, waveform: dict, train: dict) -> tuple[dict, dict]:
   """({stage: student stage} of Table 2's rows (also refit) and both τ sweeps,
-  {variant: its student stages}) for the variants other than the ablation;
+  {variant: (its EmoDistill row, its student stages)}) for the variants other than the ablation;
   `train`: the students' stage-level train settings."""
   weights = dict(linguistic="linguistic", prosodic="prosodic", alpha=1.0, beta=10.0, gamma=2.0,
                  tau_l=5.0, tau_p=0.5)
@@ -118,20 +118,20 @@ def _students(student_model: dict, waveform: dict, train: dict) -> tuple[dict, d
       no_embeddings=student_stage(beta=0.0), no_linguistic=student_stage(linguistic=""),
       no_prosodic=student_stage(prosodic=""))
   # The paper's τ is the `emodistill` stage; the other sweep points are stages of their own.
-  sweeps = {}
+  variants = {}
   for key, values in (("tau_l", TAU_L), ("tau_p", TAU_P)):
     names = ["emodistill" if t == weights[key] else f"{key}_{t:g}".replace(".", "p")
              for t in values]
     stages.update({n: student_stage(**{key: t}) for n, t in zip(names, values)
                    if n != "emodistill"})
-    sweeps[f"{key}_sweep"] = tuple(names)
+    variants[f"{key}_sweep"] = ("emodistill", tuple(names))
   # The teachers' protocol for Table 2's rows: each refit on the 9 training + validation
   # speakers for the epochs validation chose (`train.refit`; a second fine-tune per stage).
   rows = ABLATION[2:]
   stages.update({f"{s}_refit": {**stages[s], "train": stage_train(**train, refit=True)}
                  for s in rows})
-  sweeps["refit"] = tuple(f"{s}_refit" for s in rows)
-  return stages, sweeps
+  variants["refit"] = ("emodistill_refit", tuple(f"{s}_refit" for s in rows))
+  return stages, variants
 
 
 def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkpoint: str,
@@ -155,7 +155,7 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
       early_stopping=dict(patience=0, monitor="ua")), **(train or {}))
   student_model = dict(name=student_name, linguistic_dim=256, prosodic_dim=128,
                        head_dim=256, classifier_hidden=256, dropout=0.1, **student)
-  students, sweeps = _students(student_model, waveform or dict(
+  students, variants = _students(student_model, waveform or dict(
       kind="waveform", max_seconds=max_seconds, normalize=True), student_train or {})
   # Every variant holds every stage and differs only in the stages it runs and its report's
   # name, so the variants may share one run directory and its teachers
@@ -164,14 +164,12 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
     # The paper's claims: EmoDistill above the student alone and above every ablation row.
     c.stage_order, report_file = ABLATION, "report"
     compare = tuple(("emodistill", s) for s in ABLATION[2:] if s != "emodistill")
-  elif variant == "refit":
-    c.stage_order, report_file = ("prosodic", "linguistic") + sweeps[variant], "report_refit"
-    compare = tuple(("emodistill_refit", s) for s in sweeps[variant] if s != "emodistill_refit")
-  elif variant in sweeps:
-    # Figure 2: the paper's τ (the `emodistill` row) against each other τ.
-    c.stage_order = ("prosodic", "linguistic") + sweeps[variant]
-    report_file = f"report_{variant}"
-    compare = tuple(("emodistill", s) for s in sweeps[variant] if s != "emodistill")
+  elif variant in variants:
+    # Figure 2 (the paper's τ, the `emodistill` row, against each other τ) or Table 2's rows
+    # refit (`emodistill_refit` against each other refit row).
+    paper, rows = variants[variant]
+    c.stage_order, report_file = ("prosodic", "linguistic") + rows, f"report_{variant}"
+    compare = tuple((paper, s) for s in rows if s != paper)
   else:
     raise ValueError(f"{name}: variant {variant!r} is unknown; use ablation, refit, "
                      "tau_l_sweep or tau_p_sweep")
