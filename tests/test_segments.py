@@ -122,13 +122,18 @@ def tiny_dkdfmh(stage_order=("cnn_mha", "dkd")):
   return c
 
 
+def _first_fold(config):
+  """Fold 0 of `tiny_dkdfmh`'s corpus and protocol, as the run made it."""
+  corpus = synthetic.build({k: v for k, v in config.corpus.items() if k != "name"})
+  return make_folds(corpus.utterances, "speaker_kfold", config.seed, num_folds=4,
+                    valid_speakers=1)[0]
+
+
 def test_dkdfmh_run_trains_on_segments_and_scores_utterances(tmp_path):
   config = tiny_dkdfmh()
   workdir = str(tmp_path / "run")
   train.run(config, workdir)
-  corpus = synthetic.build({k: v for k, v in config.corpus.items() if k != "name"})
-  fold = make_folds(corpus.utterances, "speaker_kfold", config.seed, num_folds=4,
-                    valid_speakers=1)[0]
+  fold = _first_fold(config)
   for stage in config.stage_order:
     with open(os.path.join(workdir, fold.name, stage, "result.json")) as f:
       result = json.load(f)
@@ -149,9 +154,7 @@ def test_a_distilled_stage_on_segments_refits_on_the_validation_speakers_too(tmp
   config.train.refit = True
   workdir = str(tmp_path / "run")
   train.run(config, workdir)
-  corpus = synthetic.build({k: v for k, v in config.corpus.items() if k != "name"})
-  fold = make_folds(corpus.utterances, "speaker_kfold", config.seed, num_folds=4,
-                    valid_speakers=1)[0]
+  fold = _first_fold(config)
   ids = set(teacher_cache.read(os.path.join(workdir, fold.name, "cache", "cnn_mha")).ids.tolist())
   assert any(i.startswith(f"{fold.valid[0]}/seg") for i in ids)
   with open(os.path.join(workdir, fold.name, "dkd", "result.json")) as f:
