@@ -127,8 +127,9 @@ def paired_tests(diffs) -> dict:
   return out
 
 
-def compare_pairs(config) -> list[tuple[str, str]]:
-  """`config.report.compare` as (a, b) stage pairs, those whose stages both run.
+def compare_pairs(config, skipped: bool = False) -> list[tuple[str, str]]:
+  """`config.report.compare` as (a, b) stage pairs, those whose stages both run (with
+  `skipped`: those that do not).
 
   A pair naming a stage that is not in config.stages is an error; a pair with a stage
   left out of `config.stage_order` (a run of a subset of stages) is skipped.
@@ -139,7 +140,7 @@ def compare_pairs(config) -> list[tuple[str, str]]:
       raise UserError(f"config.report.compare entry {p} must be a pair of stages of "
                       f"config.stages ({sorted(config.stages)}), e.g. "
                       "('student_kd', 'student_alone')")
-  return [p for p in pairs if all(s in config.stage_order for s in p)]
+  return [p for p in pairs if all(s in config.stage_order for s in p) != skipped]
 
 
 def latency_repeats(config) -> int:
@@ -242,6 +243,7 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
                  **_bad_files(config, corpus)},
       "stages": stages, "summary": summary, "per_fold": per_fold,
       "compare": [paired_differences(results, folds, a, b) for a, b in pairs],
+      "compare_skipped": [list(p) for p in compare_pairs(config, skipped=True)],
       "efficiency": efficiency_section(config, efficiency) if efficiency else {},
       "noisy": noise_grid(results, folds, stages),
       "noisy_compare": [d for a, b in pairs if (d := noisy_differences(results, folds, a, b))],
@@ -410,9 +412,13 @@ def _efficiency_lines(rep) -> list[str]:
 
 
 def _compare_lines(rep) -> list[str]:
+  lines = []
+  if rep.get("compare_skipped"):  # a run of a subset of stages: say what it leaves out
+    lines = ["", "Not compared (a stage not in `config.stage_order`): " + ", ".join(
+        f"{a} − {b}" for a, b in rep["compare_skipped"]) + "."]
   if not rep.get("compare"):
-    return []
-  lines = ["", "## Paired differences on the test folds (percentage points)", "",
+    return lines
+  lines += ["", "## Paired differences on the test folds (percentage points)", "",
            "| fold | " + " | ".join(f"{c['a']} − {c['b']} UA | {c['a']} − {c['b']} WA"
                                     for c in rep["compare"]) + " |",
            "|---|" + "---:|---:|" * len(rep["compare"])]

@@ -148,8 +148,20 @@ def test_compare_setting_is_checked():
   c = _config()
   c.stage_order = ("teacher", "student_kd")  # a subset run skips the pairs it cannot form
   assert report.compare_pairs(c) == [("teacher", "student_kd")]
+  assert report.compare_pairs(c, skipped=True) == [("student_kd", "student_alone")]
   with pytest.raises(UserError, match="must be a pair"):
     report.compare_pairs(_config(compare=(("teacher",),)))
+
+
+def test_a_subset_report_names_the_pairs_it_leaves_out(tmp_path):
+  corpus, folds, results = _inputs()
+  c = _config()
+  c.stage_order = ("teacher", "student_kd")
+  rep = report.write(str(tmp_path), c, corpus, folds, results, 2.0)
+  md = (tmp_path / "report.md").read_text()
+  assert rep["compare_skipped"] == [["student_kd", "student_alone"]]
+  assert "Not compared (a stage not in `config.stage_order`): student_kd − student_alone." in md
+  assert "| teacher − student_kd UA |" in md
 
 
 def test_every_report_starts_with_the_protocol_line(tmp_path):
