@@ -216,11 +216,7 @@ def run(config, workdir: str, folds_to_run: str | None = None,
   mesh = sharding.make_mesh()
   corpus = load_corpus(config.corpus, skip_bad_files=skip_bad_files)
   check_corpus(workdir, corpus)
-  protocol = dict(config.protocol)
-  name, max_folds = protocol.pop("name"), protocol.pop("max_folds", 0)
-  folds = folds_lib.make_folds(corpus.utterances, name, config.seed, **protocol)
-  if max_folds:
-    folds = folds[:max_folds]
+  folds = folds_lib.from_config(config.protocol, corpus.utterances, config.seed)
   picked = parse_folds(folds_to_run, len(folds))
   method = importlib.import_module(f"jaxser.methods.{config.method}")
   runner = experiment.Experiment(config, corpus, method, mesh, workdir)  # checks every stage

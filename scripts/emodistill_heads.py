@@ -51,9 +51,7 @@ def main():
 
   config = load_config_file(args.config)
   corpus = load_corpus(config.corpus, skip_bad_files=args.skip_bad_files)
-  protocol = dict(config.protocol)
-  name, _ = protocol.pop("name"), protocol.pop("max_folds", 0)
-  folds = folds_lib.make_folds(corpus.utterances, name, config.seed, **protocol)
+  folds = folds_lib.from_config(config.protocol, corpus.utterances, config.seed)
   ex = Experiment(config, corpus, importlib.import_module(f"jaxser.methods.{config.method}"),
                   sharding.make_mesh(), args.workdir)
   width_l = config.stages.emodistill.model.linguistic_dim

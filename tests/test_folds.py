@@ -198,3 +198,12 @@ def test_predefined_split_reads_the_split_from_sessions():
   assert (f.train, f.valid, f.test) == (("u0", "u1"), ("u2",), ("u3",))
   with pytest.raises(UserError, match="no utterances in"):
     folds.make_folds(utts[:2], "predefined_split", seed=0)
+
+
+def test_config_protocol_makes_the_folds_and_keeps_max_folds_of_them():
+  utts = _synthetic_utts(num_speakers=6)
+  protocol = {"name": "speaker_kfold", "num_folds": 3, "valid_speakers": 1}
+  every = folds.make_folds(utts, "speaker_kfold", seed=4, num_folds=3, valid_speakers=1)
+  assert folds.from_config(protocol, utts, seed=4) == every
+  assert folds.from_config({**protocol, "max_folds": 2}, utts, seed=4) == every[:2]
+  assert protocol == {"name": "speaker_kfold", "num_folds": 3, "valid_speakers": 1}  # unchanged

@@ -9,7 +9,7 @@ import pytest
 
 from jaxser import report, train
 from jaxser.data import synthetic, teacher_cache
-from jaxser.data.folds import make_folds
+from jaxser.data.folds import from_config
 from jaxser.data.inputs import build_inputs
 from jaxser.features import egemaps, segments
 from tiny_config import load_config
@@ -125,8 +125,7 @@ def tiny_dkdfmh(stage_order=("cnn_mha", "dkd")):
 def _first_fold(config):
   """Fold 0 of `tiny_dkdfmh`'s corpus and protocol, as the run made it."""
   corpus = synthetic.build({k: v for k, v in config.corpus.items() if k != "name"})
-  return make_folds(corpus.utterances, "speaker_kfold", config.seed, num_folds=4,
-                    valid_speakers=1)[0]
+  return from_config(config.protocol, corpus.utterances, config.seed)[0]
 
 
 def test_dkdfmh_run_trains_on_segments_and_scores_utterances(tmp_path):

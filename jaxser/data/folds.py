@@ -219,3 +219,11 @@ def make_folds(utts: Sequence[Utterance], protocol: str, seed: int, **kwargs) ->
         raise RuntimeError(f"protocol {protocol} {f.name}: test speakers {sorted(leak)} also "
                            f"train or validate")
   return folds
+
+
+def from_config(protocol: dict, utts: Sequence[Utterance], seed: int) -> list[Fold]:
+  """The folds `config.protocol` makes over `utts` (with `max_folds`, its first that many)."""
+  kwargs = dict(protocol)
+  name, max_folds = kwargs.pop("name"), kwargs.pop("max_folds", 0)
+  folds = make_folds(utts, name, seed, **kwargs)
+  return folds[:max_folds] if max_folds else folds
