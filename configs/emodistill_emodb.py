@@ -75,6 +75,10 @@ ABLATION = ("prosodic", "linguistic", "student_alone", "emodistill", "no_logits"
             "no_embeddings", "no_linguistic", "no_prosodic")
 TAU_L = (1.0, 2.0, 3.0, 4.0, 5.0, 8.0)
 TAU_P = (0.25, 0.5, 1.0, 2.0, 4.0)
+# The `seeds` variant: the paper's headline pair again under these training seeds (the run's
+# own seed, config.seed, is the first repeat).
+SEED_ROWS = ("student_alone", "emodistill")
+SEEDS = (1, 2, 3, 4)
 
 
 def _teachers(text_checkpoint: str, max_seconds: float, max_tokens: int, changes: dict) -> dict:
@@ -131,6 +135,11 @@ def _students(student_model: dict, waveform: dict, train: dict) -> tuple[dict, d
   stages.update({f"{s}_refit": {**stages[s], "train": stage_train(**train, refit=True)}
                  for s in rows})
   variants["refit"] = ("emodistill_refit", tuple(f"{s}_refit" for s in rows))
+  # The headline pair under other training seeds (initialisation, batch order, dropout; the
+  # teachers and the clips stay): the seed spread of one row is as large as Table 2's gaps.
+  for row in SEED_ROWS:
+    stages.update({f"{row}_seed{seed}": {**stages[row], "train": stage_train(**train, seed=seed)}
+                   for seed in SEEDS})
   return stages, variants
 
 
@@ -139,7 +148,8 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
           epochs: int, variant: str = "ablation", student_name: str = "emodistill_student",
           waveform: dict | None = None, train: dict | None = None,
           student_train: dict | None = None, prosodic: dict | None = None):
-  """The EmoDistill config; variant "ablation", "refit", "tau_l_sweep" or "tau_p_sweep".
+  """The EmoDistill config; variant "ablation", "refit", "tau_l_sweep", "tau_p_sweep" or
+  "seeds".
 
   `student`: the student's encoder settings (model `student_name`); `waveform`: its input
   (default: `max_seconds`, normalised); `train`: changes to the train block;
@@ -164,6 +174,10 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
     # The paper's claims: EmoDistill above the student alone and above every ablation row.
     c.stage_order, report_file = ABLATION, "report"
     compare = tuple(("emodistill", s) for s in ABLATION[2:] if s != "emodistill")
+  elif variant == "seeds":
+    repeats = {row: (row,) + tuple(f"{row}_seed{seed}" for seed in SEEDS) for row in SEED_ROWS}
+    c.stage_order = ("prosodic", "linguistic") + sum(repeats.values(), ())
+    report_file, compare = "report_seeds", ()
   elif variant in variants:
     # Figure 2 (the paper's τ, the `emodistill` row, against each other τ) or Table 2's rows
     # refit (`emodistill_refit` against each other refit row).
@@ -172,7 +186,7 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
     compare = tuple((paper, s) for s in rows if s != paper)
   else:
     raise ValueError(f"{name}: variant {variant!r} is unknown; use ablation, refit, "
-                     "tau_l_sweep or tau_p_sweep")
+                     "tau_l_sweep, tau_p_sweep or seeds")
   c.report = dict(compare=compare, latency_repeats=0, file=report_file)
   c.stages = ml_collections.ConfigDict({
       **_teachers(text_checkpoint, max_seconds, max_tokens, prosodic or {}), **students})

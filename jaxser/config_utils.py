@@ -41,7 +41,7 @@ TRAIN_OVERRIDES = {"epochs": int, "batch_size": int, "eval_batch_size": int,
 
 # Settings a stage may also override, present in its block only when given (so the blocks,
 # and stage hashes, of stages that do not set them stay as they were).
-TRAIN_EXTRAS = ("plateau", "early_stopping", "refit", "encoder_learning_rate")
+TRAIN_EXTRAS = ("plateau", "early_stopping", "refit", "encoder_learning_rate", "seed")
 
 
 def stage_train(**overrides):

@@ -131,7 +131,8 @@ class Experiment:
 
   def _augment(self, name, inputs, train_ids):
     """The stage's training-batch augmenter, or None (`stage_features.augmenters`)."""
-    return augmenters.augmenter(self.config, self.corpus, name, inputs, train_ids)
+    return augmenters.augmenter(self.config, self.corpus, name, inputs, train_ids,
+                                self.plan(name).seed)
 
   def _needed_later(self, name, fold) -> bool:
     """Whether a stage of this fold still to run reads stage `name` (its outputs or weights):
@@ -243,9 +244,9 @@ class Experiment:
     pipeline = Pipeline(inputs, caches)
     plan = self.plan(name)
     train_ids = inputs.example_ids(fold.train, train=True)
-    steps_per_epoch = len(inputs.epoch_ids(train_ids, self.config.seed, 0)) // plan.train.batch_size
+    steps_per_epoch = len(inputs.epoch_ids(train_ids, plan.seed, 0)) // plan.train.batch_size
     steps = self._compiled(name, steps_per_epoch, self._loss_cfg(name, inputs, train_ids))
-    rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.config.seed), fold_index),
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(plan.seed), fold_index),
                              zlib.crc32(name.encode()))
     fold_dir = os.path.join(self.workdir, fold.name)
     start = init_from.source(self.config.stages[name])
@@ -267,7 +268,7 @@ class Experiment:
 
   def _fit(self, run, state, steps, ids, tcfg, ckpts, writer, desc) -> dict:
     """`trainer.fit` of `state` on examples `ids`, validated on the fold's validation set."""
-    seed = self.config.seed
+    seed = run.plan.seed
     return trainer.fit(
         state=state, train_step=steps["train"], predict_step=steps["predict"],
         train_data=lambda e: run.pipeline.dataset(run.inputs.epoch_ids(ids, seed, e),
@@ -321,7 +322,7 @@ class Experiment:
                        early_stopping=dict(patience=0)))
     fold = run.fold
     ids = run.inputs.example_ids(list(fold.train) + list(fold.valid), train=True)
-    steps_per_epoch = len(run.inputs.epoch_ids(ids, self.config.seed, 0)) // tcfg.batch_size
+    steps_per_epoch = len(run.inputs.epoch_ids(ids, run.plan.seed, 0)) // tcfg.batch_size
     steps = self._compiled(run.name, steps_per_epoch, self._loss_cfg(run.name, run.inputs, ids))
     try:
       meta = self._fit(run, run.new_state(steps), steps, ids, tcfg, ckpts, None,

@@ -13,11 +13,18 @@ from jaxser.stage_features import init_from, noise
 @dataclasses.dataclass(frozen=True)
 class StagePlan:
   """A stage's resolved `train` settings, the stages it reads (teachers, then the `init_from`
-  stage) and its hash, which its results, checkpoints and teacher cache are keyed by."""
+  stage), its hash, which its results, checkpoints and teacher cache are keyed by, and its
+  training seed.
+
+  `seed` draws the initialisation, batch order, dropout and training augmentation: the
+  stage's `train.seed` when set (repeats of one row under other seeds), else `config.seed`.
+  Folds and the validation and test draws keep `config.seed`, so every repeat is measured on
+  the same clips."""
 
   train: ml_collections.ConfigDict
   sources: tuple[str, ...]
   hash: str
+  seed: int
 
 
 def resolve_stage_train(config, name: str) -> ml_collections.ConfigDict:
@@ -59,7 +66,9 @@ def resolve(config, names, known: dict | None = None,
     digest = config_hash(corpus, to_dict(config.protocol), config.seed,
                          config.method, to_dict(config.stages[name]), to_dict(train),
                          [plans[s].hash for s in read], *noise.hash_parts(config))
-    plans[name] = StagePlan(train=train, sources=read, hash=digest)
+    seed = train.get("seed")
+    plans[name] = StagePlan(train=train, sources=read, hash=digest,
+                            seed=int(config.seed if seed is None else seed))
   return plans
 
 
