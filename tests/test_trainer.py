@@ -142,6 +142,28 @@ def test_folds_run_separately_then_report_together(tmp_path, capsys):
   assert os.path.exists(os.path.join(workdir, "report.folds_1_confusion_student_kd.png"))
 
 
+def test_a_stage_seed_replaces_the_run_seed_for_that_stage_only(tmp_path):
+  """`train.seed` draws a stage's initialisation, batch order and dropout (repeats of one row);
+  set to the run's seed it trains what the stage without it trains."""
+  from jaxser.config_utils import stage_train
+
+  def teacher_history(seed):
+    config = tiny_mlps(epochs=3)
+    config.stage_order = ("teacher",)
+    if seed is not None:
+      config.stages.teacher.train = stage_train(seed=seed)
+    workdir = str(tmp_path / f"seed_{seed}")
+    rep = train.run(config, workdir)
+    result = io_utils.read_json(os.path.join(workdir, "fold_0", "teacher", "result.json"))
+    return result["history"], rep["per_fold"]["teacher"]["fold_0"]
+
+  history, test = teacher_history(None)
+  assert teacher_history(tiny_mlps().seed) == (history, test)
+  other, _ = teacher_history(7)
+  assert [e["train/loss"] for e in other] != [e["train/loss"] for e in history]
+  assert "seed" not in stage_train() and stage_train(seed=7).seed == 7  # hashes stay as they were
+
+
 def test_report_only_reports_finished_folds_while_a_run_holds_them(tmp_path, capsys):
   from jaxser import locks
   config = tiny_quickstart(epochs=1)
