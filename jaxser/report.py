@@ -127,20 +127,65 @@ def paired_tests(diffs) -> dict:
   return out
 
 
-def compare_pairs(config, skipped: bool = False) -> list[tuple[str, str]]:
-  """`config.report.compare` as (a, b) stage pairs, those whose stages both run (with
-  `skipped`: those that do not).
+def averaged_rows(config) -> dict[str, tuple[str, ...]]:
+  """`config.report.averaged_rows`, {row: its stages}: a row whose per-fold test metrics are
+  the mean over several stages, e.g. one model under several training seeds (`train.seed`),
+  so that a comparison is not decided by one seed. A row's name may stand in
+  `report.compare`."""
+  rows = {str(k): tuple(v) for k, v in
+          ((config.get("report", {}) or {}).get("averaged_rows", {}) or {}).items()}
+  for row, stages in rows.items():
+    if row in config.stages or not stages or any(s not in config.stages for s in stages):
+      raise UserError(f"config.report.averaged_rows.{row} must name a row that is not a stage "
+                      f"and map it to stages of config.stages ({sorted(config.stages)}), e.g. "
+                      "student_alone_seeds=('student_alone', 'student_alone_seed1')")
+  return rows
 
-  A pair naming a stage that is not in config.stages is an error; a pair with a stage
-  left out of `config.stage_order` (a run of a subset of stages) is skipped.
+
+def _runs(config, name: str) -> bool:
+  """Whether stage or averaged row `name` is in this run (its stages in config.stage_order)."""
+  return all(s in config.stage_order for s in averaged_rows(config).get(name, (name,)))
+
+
+def compare_pairs(config, skipped: bool = False) -> list[tuple[str, str]]:
+  """`config.report.compare` as (a, b) pairs of stages or `averaged_rows`, those that run
+  (with `skipped`: those that do not).
+
+  A pair naming neither a stage of config.stages nor an averaged row is an error; a pair
+  with a stage left out of `config.stage_order` (a run of a subset of stages) is skipped.
   """
   pairs = [tuple(p) for p in (config.get("report", {}) or {}).get("compare", ()) or ()]
+  rows = averaged_rows(config)
   for p in pairs:
-    if len(p) != 2 or any(s not in config.stages for s in p):
+    if len(p) != 2 or any(s not in config.stages and s not in rows for s in p):
       raise UserError(f"config.report.compare entry {p} must be a pair of stages of "
-                      f"config.stages ({sorted(config.stages)}), e.g. "
+                      f"config.stages ({sorted(config.stages)}) or rows of "
+                      f"config.report.averaged_rows ({sorted(rows)}), e.g. "
                       "('student_kd', 'student_alone')")
-  return [p for p in pairs if all(s in config.stage_order for s in p) != skipped]
+  return [p for p in pairs if all(_runs(config, s) for s in p) != skipped]
+
+
+def averaged_section(config, results, folds) -> tuple[dict, dict]:
+  """(report section, results with the rows added) of the `averaged_rows` that run: per fold
+  the mean and the spread (population std, min, max) of the row's stages' test UA / WA."""
+  section, merged = {}, {f.name: dict(results[f.name]) for f in folds}
+  for row, stages in averaged_rows(config).items():
+    if not _runs(config, row):
+      continue
+    per_fold = {}
+    for f in folds:
+      values = {m: np.asarray([results[f.name][s]["test"][m] for s in stages], np.float64)
+                for m in ("ua", "wa")}
+      per_fold[f.name] = {m: float(v.mean()) for m, v in values.items()}
+      per_fold[f.name].update({f"{m}_{stat}": float(getattr(v, stat)())
+                               for m, v in values.items() for stat in ("std", "min", "max")})
+      merged[f.name][row] = {"test": {m: per_fold[f.name][m] for m in ("ua", "wa")}}
+    section[row] = {"stages": list(stages), "per_fold": per_fold, **{
+        m: dict(zip(("mean", "std"), metrics_lib.mean_std(d[m] for d in per_fold.values())))
+        for m in ("ua", "wa")}, "within_fold_std": {
+        m: metrics_lib.mean_std(d[f"{m}_std"] for d in per_fold.values())[0]
+        for m in ("ua", "wa")}}
+  return section, merged
 
 
 def latency_repeats(config) -> int:
@@ -234,6 +279,7 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
   train_seconds = sum(r.get("train_seconds", r.get("seconds", 0.0))
                       for f in folds for r in (results[f.name][s] for s in stages))
   protocol = protocol_section(config, corpus, folds)
+  averaged, with_rows = averaged_section(config, results, folds)
   rep = {
       "protocol_line": protocol_line(protocol, len(corpus.speakers)),
       "name": config.name, "method": config.method, "protocol": protocol,
@@ -242,11 +288,13 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
                  "class_counts": corpus.class_counts(), "skipped": dict(corpus.skipped),
                  **_bad_files(config, corpus)},
       "stages": stages, "summary": summary, "per_fold": per_fold,
-      "compare": [paired_differences(results, folds, a, b) for a, b in pairs],
+      "averaged": averaged,
+      "compare": [paired_differences(with_rows, folds, a, b) for a, b in pairs],
       "compare_skipped": [list(p) for p in compare_pairs(config, skipped=True)],
       "efficiency": efficiency_section(config, efficiency) if efficiency else {},
       "noisy": noise_grid(results, folds, stages),
-      "noisy_compare": [d for a, b in pairs if (d := noisy_differences(results, folds, a, b))],
+      "noisy_compare": [d for a, b in pairs if a not in averaged and b not in averaged
+                        and (d := noisy_differences(results, folds, a, b))],
       "test_inputs": test_inputs_section(results, folds, stages),
       "seconds": round(seconds, 1), "train_seconds": round(train_seconds, 1),
       "config": to_dict(config),
@@ -485,6 +533,31 @@ def _refit_lines(rep) -> list[str]:
   return lines
 
 
+def _averaged_lines(rep) -> list[str]:
+  """The averaged rows: their stages' per-fold mean over folds, and how far the stages of one
+  row lie apart within a fold."""
+  rows = rep.get("averaged") or {}
+  if not rows:
+    return []
+  lines = ["", "## Averaged rows, mean ± std over folds (%)", "",
+           "Each row's per-fold figure is the mean of its stages' test metrics (one model under "
+           "several training seeds); the spread is the population std over its stages within a "
+           "fold, averaged over folds.", "",
+           "| row | stages | UA | WA | UA spread within a fold | WA spread within a fold |",
+           "|---|---|---:|---:|---:|---:|"]
+  for row, r in rows.items():
+    lines.append(f"| {row} | {', '.join(r['stages'])} | {_pm(r['ua'])} | {_pm(r['wa'])} | "
+                 f"{100 * r['within_fold_std']['ua']:.2f} | "
+                 f"{100 * r['within_fold_std']['wa']:.2f} |")
+  lines += ["", "| fold | " + " | ".join(f"{row} UA (min–max)" for row in rows) + " |",
+            "|---|" + "---:|" * len(rows)]
+  for fold in next(iter(rows.values()))["per_fold"]:
+    lines.append(f"| {fold} | " + " | ".join(
+        f"{100 * d['ua']:.2f} ({100 * d['ua_min']:.2f}–{100 * d['ua_max']:.2f})"
+        for d in (r["per_fold"][fold] for r in rows.values())) + " |")
+  return lines
+
+
 def _recall_lines(rep) -> list[str]:
   """Per-class recall of every stage, all folds pooled (the confusion matrices' diagonals)."""
   if not all("recall" in rep["summary"][s] for s in rep["stages"]):
@@ -523,6 +596,7 @@ def markdown(rep) -> str:
     s = rep["summary"][stage]
     lines.append(f"| {stage} | {s['params']:,} | "
                  + " | ".join(_pm(s[m]) for m in metrics_lib.NAMES) + " |")
+  lines += _averaged_lines(rep)
   lines += _recall_lines(rep)
   lines += _fit_lines(rep)
   lines += _refit_lines(rep)
@@ -550,6 +624,9 @@ def summary(rep) -> str:
   for stage in rep["stages"]:
     s = rep["summary"][stage]
     out.append(f"  {stage:<16} UA {_pm(s['ua'])}   WA {_pm(s['wa'])}")
+  for row, r in (rep.get("averaged") or {}).items():
+    out.append(f"  {row:<16} UA {_pm(r['ua'])}   WA {_pm(r['wa'])} (mean of {len(r['stages'])} "
+               f"stages per fold; spread within a fold {100 * r['within_fold_std']['ua']:.2f})")
   for c in rep.get("compare", []):
     out.append(f"  {c['a']} − {c['b']}: UA {_signed_pm(c['ua'])} "
                f"({c['a']} ahead in {c['ua']['a_better']}/{c['folds']} folds"

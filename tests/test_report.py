@@ -164,6 +164,53 @@ def test_a_subset_report_names_the_pairs_it_leaves_out(tmp_path):
   assert "| teacher − student_kd UA |" in md
 
 
+def test_an_averaged_row_is_the_per_fold_mean_of_its_stages_and_is_compared_as_one(tmp_path):
+  corpus, folds, results = _inputs()
+  c = _config(compare=(("teacher", "students"), ("student_kd", "student_alone")))
+  c.report.averaged_rows = {"students": ("student_alone", "student_kd")}
+  rep = report.write(str(tmp_path), c, corpus, folds, results, 2.0)
+  row = rep["averaged"]["students"]
+  # fold_0: UA 0.40 and 0.50; fold_1: 0.65 and 0.60; fold_2: 0.50 and 0.70.
+  assert row["per_fold"]["fold_0"]["ua"] == pytest.approx(0.45)
+  assert row["per_fold"]["fold_2"]["ua_std"] == pytest.approx(0.10)
+  assert (row["per_fold"]["fold_1"]["ua_min"], row["per_fold"]["fold_1"]["ua_max"]) == (0.60, 0.65)
+  assert row["ua"]["mean"] == pytest.approx((0.45 + 0.625 + 0.60) / 3)
+  assert row["within_fold_std"]["ua"] == pytest.approx((0.05 + 0.025 + 0.10) / 3)
+  assert row["per_fold"]["fold_0"]["wa"] == pytest.approx(0.475)
+  # The row against a stage: teacher − mean of the students, fold by fold.
+  diff = rep["compare"][0]
+  assert (diff["a"], diff["b"]) == ("teacher", "students")
+  assert [diff["per_fold"][f]["ua"] for f in ("fold_0", "fold_1", "fold_2")] == pytest.approx(
+      [0.25, 0.175, 0.0])
+  assert diff["ua"]["a_better"] == 2
+  assert rep["compare"][1]["per_fold"]["fold_0"]["ua"] == pytest.approx(0.10)  # stages as before
+  md = (tmp_path / "report.md").read_text()
+  assert "## Averaged rows, mean ± std over folds (%)" in md
+  assert "| students | student_alone, student_kd | 55.83 ± 7.73 |" in md
+  assert "| fold_1 | 62.50 (60.00–65.00) |" in md
+  assert "| teacher − students UA |" in md
+  assert "students" not in rep["stages"] and "students" not in rep["summary"]
+  assert "students         UA 55.83 ± 7.73" in report.summary(rep)
+
+
+def test_averaged_rows_are_checked_and_left_out_of_a_run_without_their_stages(tmp_path):
+  c = _config(compare=(("teacher", "students"),))
+  c.report.averaged_rows = {"students": ("student_alone", "nope")}
+  with pytest.raises(UserError, match=r"config.report.averaged_rows.students must name a row "
+                                      r"that is not a stage and map it to stages"):
+    report.compare_pairs(c)
+  c.report.averaged_rows = {"teacher": ("student_alone",)}  # a row may not hide a stage
+  with pytest.raises(UserError, match="averaged_rows.teacher"):
+    report.averaged_rows(c)
+  c.report.averaged_rows = {"students": ("student_alone", "student_kd")}
+  c.stage_order = ("teacher", "student_kd")
+  assert report.compare_pairs(c, skipped=True) == [("teacher", "students")]
+  corpus, folds, results = _inputs()
+  rep = report.write(str(tmp_path), c, corpus, folds, results, 2.0)
+  assert rep["averaged"] == {} and rep["compare"] == []
+  assert rep["compare_skipped"] == [["teacher", "students"]]
+
+
 def test_every_report_starts_with_the_protocol_line(tmp_path):
   corpus, _, results = _inputs()  # speakers: u0 s0, u1 s1, u2 s2, u3 s0, u4 s1, u5 s2
   folds = [Fold("fold_0", ("u1", "u4"), ("u2", "u5"), ("u0", "u3"), "leave_one_speaker_out", True),
