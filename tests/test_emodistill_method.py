@@ -116,7 +116,10 @@ def test_iemocap_config_dry_run_runs_every_stage(tmp_path):
     ("tau_l_sweep", ("tau_l_1", "tau_l_2", "tau_l_3", "tau_l_4", "emodistill", "tau_l_8")),
     ("tau_p_sweep", ("tau_p_0p25", "emodistill", "tau_p_1", "tau_p_2", "tau_p_4")),
     ("refit", ("student_alone_refit", "emodistill_refit", "no_logits_refit",
-               "no_embeddings_refit", "no_linguistic_refit", "no_prosodic_refit"))])
+               "no_embeddings_refit", "no_linguistic_refit", "no_prosodic_refit")),
+    ("seeds", ("student_alone", "student_alone_seed1", "student_alone_seed2",
+               "student_alone_seed3", "student_alone_seed4", "emodistill", "emodistill_seed1",
+               "emodistill_seed2", "emodistill_seed3", "emodistill_seed4"))])
 def test_emodb_config_rows(variant, students):
   c = load_config(f"emodistill_emodb:{variant}")
   assert c.stage_order == ("prosodic", "linguistic") + students
@@ -139,11 +142,21 @@ def test_emodb_config_rows(variant, students):
       assert {k: v for k, v in c.stages[s].items() if k != "train"} == \
           {k: v for k, v in c.stages[row].items() if k != "train"}
     assert c.report.compare[0] == ("emodistill_refit", "student_alone_refit")
+  elif variant == "seeds":
+    # The ablation's two rows as they are, under another training seed; nothing else differs.
+    for s in students[1:5] + students[6:]:
+      row, _, seed = s.partition("_seed")
+      assert c.stages[s].train.seed == int(seed) and "seed" not in c.stages[row].train
+      assert {k: v for k, v in c.stages[s].items() if k != "train"} == \
+          {k: v for k, v in c.stages[row].items() if k != "train"}
+    assert dict(c.report.averaged_rows) == {"student_alone_seeds": students[:5],
+                                            "emodistill_seeds": students[5:]}
+    assert c.report.compare[0] == ("emodistill_seeds", "student_alone_seeds")
   else:
     assert [c.stages[s].loss_cfg.tau_p for s in students] == [0.25, 0.5, 1, 2, 4]
-  # Every variant holds every stage (19 students and 2 teachers), so they can share a run
+  # Every variant holds every stage (29 students and 2 teachers), so they can share a run
   # directory; each names its own report.
-  assert len(c.stages) == 2 + 6 + 5 + 4 + 6
+  assert len(c.stages) == 2 + 6 + 5 + 4 + 6 + 8
   assert c.report.file == ("report" if variant == "ablation" else f"report_{variant}")
 
 
