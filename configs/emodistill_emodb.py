@@ -53,6 +53,11 @@ BERT; EmoDB's ten sentences are spoken in every emotion, so it sits near chance 
 reported for what it is. Loss weights and temperatures are the paper's (α 1, β 10, γ 2,
 τ_L 5, τ_P 0.5). Protocol: 10 folds, 2 validation speakers.
 
+Result of `seeds` (results/emodistill_emodb/report_seeds.md, 10 folds, test UA %, 4.96 h of
+epochs for its 80 new stages): EmoDistill − student alone per seed 42 / 1 / 2 / 3 / 4: −0.29,
+−0.24, +5.09 (p 0.007 t-test), −0.49, +1.76; 5-seed means: student alone 83.74 ± 3.78,
+EmoDistill 84.90 ± 7.29, +1.16 ± 5.30 (p 0.526 t-test, 0.557 Wilcoxon): no gain.
+
 Previous run (commit 14f0b40: the Whisper student's layers 4-6 fine-tuned at 5e-5, mean of
 its last hidden state, best epoch by validation loss; 10 folds, test UA): prosodic
 64.00 ± 6.28, linguistic 14.52, student_alone 69.96 ± 6.89, emodistill 51.11 ± 17.53,
