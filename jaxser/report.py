@@ -142,9 +142,10 @@ def averaged_rows(config) -> dict[str, tuple[str, ...]]:
   return rows
 
 
-def _runs(config, name: str) -> bool:
-  """Whether stage or averaged row `name` is in this run (its stages in config.stage_order)."""
-  return all(s in config.stage_order for s in averaged_rows(config).get(name, (name,)))
+def _runs(config, rows: dict, name: str) -> bool:
+  """Whether stage or averaged row `name` (of `rows`) is in this run (its stages in
+  config.stage_order)."""
+  return all(s in config.stage_order for s in rows.get(name, (name,)))
 
 
 def compare_pairs(config, skipped: bool = False) -> list[tuple[str, str]]:
@@ -162,15 +163,16 @@ def compare_pairs(config, skipped: bool = False) -> list[tuple[str, str]]:
                       f"config.stages ({sorted(config.stages)}) or rows of "
                       f"config.report.averaged_rows ({sorted(rows)}), e.g. "
                       "('student_kd', 'student_alone')")
-  return [p for p in pairs if all(_runs(config, s) for s in p) != skipped]
+  return [p for p in pairs if all(_runs(config, rows, s) for s in p) != skipped]
 
 
 def averaged_section(config, results, folds) -> tuple[dict, dict]:
   """(report section, results with the rows added) of the `averaged_rows` that run: per fold
   the mean and the spread (population std, min, max) of the row's stages' test UA / WA."""
   section, merged = {}, {f.name: dict(results[f.name]) for f in folds}
-  for row, stages in averaged_rows(config).items():
-    if not _runs(config, row):
+  rows = averaged_rows(config)
+  for row, stages in rows.items():
+    if not _runs(config, rows, row):
       continue
     per_fold = {}
     for f in folds:
@@ -293,8 +295,7 @@ def write(workdir, config, corpus, folds, results, seconds: float = 0.0,
       "compare_skipped": [list(p) for p in compare_pairs(config, skipped=True)],
       "efficiency": efficiency_section(config, efficiency) if efficiency else {},
       "noisy": noise_grid(results, folds, stages),
-      "noisy_compare": [d for a, b in pairs if a not in averaged and b not in averaged
-                        and (d := noisy_differences(results, folds, a, b))],
+      "noisy_compare": [d for a, b in pairs if (d := noisy_differences(with_rows, folds, a, b))],
       "test_inputs": test_inputs_section(results, folds, stages),
       "seconds": round(seconds, 1), "train_seconds": round(train_seconds, 1),
       "config": to_dict(config),
